@@ -1,0 +1,305 @@
+//! Write Chimera stage plugins.
+//!
+//! A plugin is a type that implements [`Plugin`], exported with [`export_plugin!`]
+//! from a `cdylib` crate built for `wasm32-wasip2`:
+//!
+//! ```ignore
+//! use chimera_plugin::{export_plugin, Info, Input, Plugin, StageError};
+//! use serde_json::{json, Value};
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn info() -> Info {
+//!         Info::new("hello", env!("CARGO_PKG_VERSION"), "Greets the agent.")
+//!     }
+//!
+//!     fn run(input: Input) -> Result<Value, StageError> {
+//!         Ok(json!({ "greeting": format!("hello, {}", input.agent) }))
+//!     }
+//! }
+//!
+//! export_plugin!(Hello);
+//! ```
+//!
+//! Files reach a plugin only through `std::fs` on the directories in
+//! [`Input::read_dirs`]; the model through [`llm`]; templates through [`render`];
+//! the host's log through [`log`].
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+#[doc(hidden)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "stage",
+        pub_export_macro: true,
+        export_macro_name: "__export_stage",
+        default_bindings_module: "chimera_plugin::__bindings",
+    });
+}
+
+use __bindings::chimera::plugin as wit;
+
+/// What a plugin says about itself (`chimera plugins` prints it).
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// The name workflows use in `plugin:`.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// One line for humans.
+    pub description: String,
+    /// A JSON Schema of the stage's `with:` configuration.
+    pub config_schema: Value,
+}
+
+impl Info {
+    /// An `Info` whose configuration schema accepts any object.
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            description: description.to_owned(),
+            config_schema: serde_json::json!({ "type": "object" }),
+        }
+    }
+
+    /// Sets the JSON Schema of the `with:` configuration.
+    #[must_use]
+    pub fn with_schema(mut self, schema: Value) -> Self {
+        self.config_schema = schema;
+        self
+    }
+}
+
+/// Everything a stage is told when it runs.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The stage's `id`.
+    pub stage_id: String,
+    /// The agent the stage belongs to.
+    pub agent: String,
+    /// The stage's `with:` configuration.
+    pub config: Value,
+    /// Outputs of the agent's earlier stages, by stage id.
+    pub inputs: Map<String, Value>,
+    /// Directories granted for reading (guest paths, read-only).
+    pub read_dirs: Vec<String>,
+    /// The stage's prompt template name, if the workflow sets one.
+    pub prompt_template: Option<String>,
+    /// The agent's persona template name, if the workflow sets one.
+    pub persona_template: Option<String>,
+}
+
+impl Input {
+    /// Deserializes the `with:` configuration; a mismatch becomes
+    /// [`StageError::InvalidConfig`] naming the problem.
+    ///
+    /// # Errors
+    /// When the configuration does not fit `T`.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, StageError> {
+        serde_json::from_value(self.config.clone())
+            .map_err(|e| StageError::InvalidConfig(format!("stage `{}`: {e}", self.stage_id)))
+    }
+
+    /// The output of an earlier stage of the same agent.
+    pub fn output_of(&self, stage_id: &str) -> Option<&Value> {
+        self.inputs.get(stage_id)
+    }
+}
+
+/// A failure the plugin detected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageError {
+    /// The `with:` configuration is wrong; say what to change.
+    InvalidConfig(String),
+    /// The stage could not do its work; say why.
+    Failed(String),
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidConfig(m) => write!(f, "invalid configuration: {m}"),
+            Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StageError {}
+
+/// A stage plugin. Implement it and call [`export_plugin!`] once.
+pub trait Plugin {
+    /// Describes the plugin.
+    fn info() -> Info;
+
+    /// Runs the stage; the returned JSON is what later stages see under this
+    /// stage's id.
+    ///
+    /// # Errors
+    /// A [`StageError`] fails the stage with its message.
+    fn run(input: Input) -> Result<Value, StageError>;
+}
+
+/// The model the workflow declares for the stage.
+pub mod llm {
+    use super::{StageError, wit};
+
+    /// A finished generation with the counts the host measured.
+    #[derive(Debug, Clone)]
+    pub struct Generation {
+        /// The generated text.
+        pub text: String,
+        /// Tokens generated.
+        pub eval_count: u32,
+        /// Prompt tokens read.
+        pub prompt_eval_count: u32,
+    }
+
+    /// Sends a system prompt (optional) and a user prompt to the stage's model.
+    ///
+    /// # Errors
+    /// When no model is configured, the model is not allowed, or the backend fails.
+    pub fn generate(system: Option<&str>, prompt: &str) -> Result<Generation, StageError> {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = system {
+            messages.push(wit::llm::Message {
+                role: "system".into(),
+                content: system.into(),
+            });
+        }
+        messages.push(wit::llm::Message {
+            role: "user".into(),
+            content: prompt.into(),
+        });
+        chat(messages)
+    }
+
+    /// Continues a conversation with the stage's model.
+    ///
+    /// # Errors
+    /// As [`generate`].
+    pub fn chat(messages: Vec<wit::llm::Message>) -> Result<Generation, StageError> {
+        match wit::llm::generate(&wit::llm::GenerateRequest { messages }) {
+            Ok(r) => Ok(Generation {
+                text: r.text,
+                eval_count: r.eval_count,
+                prompt_eval_count: r.prompt_eval_count,
+            }),
+            Err(wit::llm::LlmError::NoBackend(m) | wit::llm::LlmError::NotAllowed(m)) => {
+                Err(StageError::Failed(m))
+            }
+            Err(wit::llm::LlmError::Failed(m)) => Err(StageError::Failed(m)),
+        }
+    }
+
+    pub use wit::llm::Message;
+}
+
+/// Renders a template from the workflow's template search path.
+///
+/// # Errors
+/// When the template is missing or fails to render; the message names the
+/// template and line.
+pub fn render(name: &str, context: &impl Serialize) -> Result<String, StageError> {
+    let context = serde_json::to_string(context)
+        .map_err(|e| StageError::Failed(format!("template context for `{name}`: {e}")))?;
+    wit::template::render(name, &context).map_err(StageError::Failed)
+}
+
+/// Messages into the stage's span on the host.
+pub mod log {
+    use super::wit::log::{Level, log};
+
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use super::{Input, Plugin, StageError, wit};
+
+    pub fn describe<P: Plugin>() -> wit::types::PluginInfo {
+        let info = P::info();
+        wit::types::PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            config_schema: info.config_schema.to_string(),
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        what: &str,
+        text: &str,
+    ) -> Result<T, wit::types::StageError> {
+        serde_json::from_str(text)
+            .map_err(|e| wit::types::StageError::Failed(format!("host sent malformed {what}: {e}")))
+    }
+
+    pub fn run<P: Plugin>(
+        input: wit::types::StageInput,
+    ) -> Result<wit::types::StageOutput, wit::types::StageError> {
+        let config = parse("config", &input.config)?;
+        let inputs = parse("inputs", &input.inputs)?;
+        let input = Input {
+            stage_id: input.stage_id,
+            agent: input.agent,
+            config,
+            inputs,
+            read_dirs: input.read_dirs,
+            prompt_template: input.prompt_template,
+            persona_template: input.persona_template,
+        };
+        match P::run(input) {
+            Ok(data) => Ok(wit::types::StageOutput {
+                data: data.to_string(),
+            }),
+            Err(StageError::InvalidConfig(m)) => Err(wit::types::StageError::InvalidConfig(m)),
+            Err(StageError::Failed(m)) => Err(wit::types::StageError::Failed(m)),
+        }
+    }
+}
+
+/// Exports a [`Plugin`] implementation as the component's `describe` and `run`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __ChimeraExport;
+
+        impl $crate::__bindings::Guest for __ChimeraExport {
+            fn describe() -> $crate::__bindings::chimera::plugin::types::PluginInfo {
+                $crate::__private::describe::<$plugin>()
+            }
+
+            fn run(
+                input: $crate::__bindings::chimera::plugin::types::StageInput,
+            ) -> ::core::result::Result<
+                $crate::__bindings::chimera::plugin::types::StageOutput,
+                $crate::__bindings::chimera::plugin::types::StageError,
+            > {
+                $crate::__private::run::<$plugin>(input)
+            }
+        }
+
+        $crate::__bindings::__export_stage!(__ChimeraExport with_types_in $crate::__bindings);
+    };
+}

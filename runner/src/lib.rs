@@ -1,0 +1,20 @@
+//! Chimera runs LLM agent workflows declared in YAML. Each stage is a
+//! WebAssembly component run in wasmtime with only the capabilities the
+//! workflow grants; prompts and reports are minijinja templates; every stage
+//! and LLM call is timed.
+//!
+//! Data flows one way: [`cli`] → [`workflow`] (checked model) → [`engine`] →
+//! [`plugin`] (wasm host) → [`template`] → [`record`].
+
+pub mod cli;
+pub mod engine;
+pub mod plugin;
+pub mod record;
+pub mod template;
+pub mod workflow;
+
+mod suggest;
+
+pub use engine::{RunOptions, RunOutcome};
+pub use plugin::{ComponentCache, PluginHost};
+pub use workflow::Workflow;

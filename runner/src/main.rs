@@ -1,0 +1,5 @@
+//! The `chimera` command.
+
+fn main() -> std::process::ExitCode {
+    chimera::cli::main()
+}

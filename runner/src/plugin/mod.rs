@@ -1,0 +1,453 @@
+//! The wasmtime host: one `Engine` per process, compiled components cached on
+//! disk, `InstancePre` reuse, a fresh `Store` per stage with explicit grants,
+//! epoch deadlines and memory limits.
+
+mod builtin;
+mod cache;
+mod imports;
+mod resolve;
+
+pub use builtin::{Builtin, GUEST_BUILD_DIR, builtins};
+pub use cache::{ComponentCache, LoadKind};
+pub use imports::{BoxFuture, LlmGateway, LlmReply, StageServices, TemplateRenderer};
+pub use resolve::{PluginSource, Resolver};
+
+use imports::StageState;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+#[doc(hidden)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "stage",
+        imports: {
+            "chimera:plugin/llm.generate": async,
+            default: tracing,
+        },
+        exports: { default: async },
+    });
+}
+
+use bindings::chimera::plugin::types as wit;
+
+/// How often the epoch ticker advances; the granularity of stage deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Stderr a guest may write before the pipe stops taking more (kept for error messages).
+const STDERR_CAPACITY: usize = 64 * 1024;
+
+/// Failures of the plugin host itself (not of a stage).
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot read plugin `{name}` at {path}: {source}")]
+    Read {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "plugin `{name}` is not a valid Chimera component: {reason}\n  = help: build it with `cargo build --release --target wasm32-wasip2` against the `chimera-plugin` SDK"
+    )]
+    Invalid { name: String, reason: String },
+    #[error("plugin `{name}` failed to describe itself: {reason}")]
+    Describe { name: String, reason: String },
+}
+
+/// Why a stage failed.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum StageFailure {
+    #[error("{0}")]
+    Failed(String),
+    #[error("invalid `with:` configuration: {0}")]
+    InvalidConfig(String),
+    #[error("the plugin crashed: {0}")]
+    Trap(String),
+    #[error("timed out after {} s", .0.as_secs_f64())]
+    TimedOut(#[serde(with = "secs")] Duration),
+    #[error("the plugin returned output that is not JSON: {0}")]
+    InvalidOutput(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// A directory granted to a stage: host path, and the name the guest sees.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// `None` when the directory does not exist: the guest is told its name
+    /// (so it can report the gap) but nothing is opened.
+    pub host: Option<PathBuf>,
+    pub guest: String,
+}
+
+/// One stage invocation.
+#[derive(Debug, Clone)]
+pub struct StageRequest {
+    pub agent: String,
+    pub stage: String,
+    pub config: Value,
+    pub inputs: Value,
+    pub read: Vec<Grant>,
+    pub prompt_template: Option<String>,
+    pub persona_template: Option<String>,
+    pub timeout: Duration,
+    pub memory_limit: usize,
+}
+
+/// What describe() says.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub config_schema: Value,
+}
+
+/// A component compiled and linked, ready to instantiate many times.
+pub struct Prepared {
+    pub name: String,
+    pre: bindings::StagePre<StageState>,
+}
+
+/// A prepared plugin and how long preparing took.
+pub struct Loaded {
+    pub prepared: Arc<Prepared>,
+    pub kind: LoadKind,
+    pub load_time: Duration,
+}
+
+/// The outcome of one stage run, with the host's own timings.
+#[derive(Debug)]
+pub struct StageRun {
+    pub result: Result<Value, StageFailure>,
+    pub instantiate: Duration,
+    pub guest: Duration,
+    pub llm: Duration,
+    /// What the guest wrote to stderr (truncated).
+    pub stderr: String,
+}
+
+/// The process-wide plugin host.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<StageState>,
+    cache: ComponentCache,
+    prepared: Mutex<HashMap<[u8; 32], Arc<Prepared>>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_error(e: impl std::fmt::Display) -> PluginError {
+    PluginError::Engine(e.to_string())
+}
+
+impl PluginHost {
+    /// Starts the engine (Cranelift, component model, async, epoch interruption)
+    /// and its epoch ticker.
+    ///
+    /// # Errors
+    /// When wasmtime cannot be configured on this machine.
+    pub fn new(cache: ComponentCache) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .strategy(wasmtime::Strategy::Cranelift)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        bindings::Stage::add_to_linker::<_, HasSelf<StageState>>(&mut linker, |s| s)
+            .map_err(engine_error)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (weak, stop) = (engine.weak(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("chimera-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(engine_error)?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            prepared: Mutex::new(HashMap::new()),
+            ticker_stop,
+        })
+    }
+
+    /// The engine, for benchmarks and tools.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from cache) and links a plugin; repeated calls for
+    /// the same bytes reuse the prepared instance in memory.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not a component of the stage world.
+    pub async fn load(&self, source: &PluginSource) -> Result<Loaded, PluginError> {
+        let start = Instant::now();
+        let name = source.name().to_owned();
+        let bytes = source.bytes().map_err(|e| PluginError::Read {
+            name: name.clone(),
+            path: source.path().unwrap_or_default(),
+            source: e,
+        })?;
+        let sha = match source.sha256() {
+            Some(sha) => sha,
+            None => Sha256::digest(&bytes).into(),
+        };
+        let key = ComponentCache::key(&self.engine, &sha);
+        if let Some(prepared) = self
+            .prepared
+            .lock()
+            .expect("prepared map poisoned")
+            .get(&key)
+            .cloned()
+        {
+            return Ok(Loaded {
+                prepared,
+                kind: LoadKind::Memory,
+                load_time: start.elapsed(),
+            });
+        }
+        let invalid = |reason: String| PluginError::Invalid {
+            name: name.clone(),
+            reason,
+        };
+        let (component, kind) = if let Some(c) = self.cache.load(&self.engine, &key) {
+            (c, LoadKind::Cache)
+        } else {
+            let engine = self.engine.clone();
+            let bytes = bytes.into_owned();
+            let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+                .await
+                .map_err(|e| invalid(e.to_string()))?
+                .map_err(|e| invalid(format!("{e:#}")))?;
+            self.cache.store(&key, &component);
+            (component, LoadKind::Compiled)
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = bindings::StagePre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
+        let prepared = Arc::new(Prepared { name, pre });
+        self.prepared
+            .lock()
+            .expect("prepared map poisoned")
+            .insert(key, prepared.clone());
+        Ok(Loaded {
+            prepared,
+            kind,
+            load_time: start.elapsed(),
+        })
+    }
+
+    fn store(
+        &self,
+        wasi: WasiCtxBuilder,
+        services: StageServices,
+        memory_limit: usize,
+    ) -> (Store<StageState>, MemoryOutputPipe) {
+        let mut wasi = wasi;
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(memory_limit)
+            .instances(16)
+            .tables(64)
+            .memories(16)
+            .build();
+        let state = StageState::new(wasi.build(), limits, services);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        (store, stderr)
+    }
+
+    /// Asks a plugin for its name, version and configuration schema.
+    ///
+    /// # Errors
+    /// When the plugin traps or answers with a schema that is not JSON.
+    pub async fn describe(&self, prepared: &Prepared) -> Result<PluginInfo, PluginError> {
+        let fail = |reason: String| PluginError::Describe {
+            name: prepared.name.clone(),
+            reason,
+        };
+        let (mut store, _) = self.store(WasiCtxBuilder::new(), StageServices::none(), 64 << 20);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| Ok(deadline_check(deadline)));
+        let instance = prepared
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| fail(format!("{e:#}")))?;
+        let info = instance
+            .call_describe(&mut store)
+            .await
+            .map_err(|e| fail(format!("{e:#}")))?;
+        Ok(PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            config_schema: serde_json::from_str(&info.config_schema)
+                .map_err(|e| fail(format!("config schema is not JSON: {e}")))?,
+        })
+    }
+
+    /// Runs one stage in a fresh store that sees only the granted directories.
+    pub async fn run(
+        &self,
+        prepared: &Prepared,
+        request: &StageRequest,
+        services: StageServices,
+    ) -> StageRun {
+        let mut timings = StageRun {
+            result: Err(StageFailure::Interrupted),
+            instantiate: Duration::ZERO,
+            guest: Duration::ZERO,
+            llm: Duration::ZERO,
+            stderr: String::new(),
+        };
+        let mut wasi = WasiCtxBuilder::new();
+        for grant in &request.read {
+            let Some(host) = &grant.host else { continue };
+            if let Err(e) = wasi.preopened_dir(host, &grant.guest, FsPerms::ReadOnly) {
+                timings.result = Err(StageFailure::Failed(format!(
+                    "cannot open granted directory {}: {e}",
+                    host.display()
+                )));
+                return timings;
+            }
+        }
+        let (mut store, stderr) = self.store(wasi, services, request.memory_limit);
+        let deadline = Instant::now() + request.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| Ok(deadline_check(deadline)));
+
+        let input = wit::StageInput {
+            stage_id: request.stage.clone(),
+            agent: request.agent.clone(),
+            config: request.config.to_string(),
+            inputs: request.inputs.to_string(),
+            read_dirs: request.read.iter().map(|g| g.guest.clone()).collect(),
+            prompt_template: request.prompt_template.clone(),
+            persona_template: request.persona_template.clone(),
+        };
+        let started = Instant::now();
+        let call = async {
+            let instance = prepared.pre.instantiate_async(&mut store).await?;
+            let instantiated = started.elapsed();
+            let result = instance.call_run(&mut store, &input).await;
+            Ok::<_, wasmtime::Error>((instantiated, result))
+        };
+        let outcome = tokio::time::timeout(request.timeout, call).await;
+        let total = started.elapsed();
+        timings.stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
+        timings.result = match outcome {
+            Err(_) => Err(StageFailure::TimedOut(request.timeout)),
+            Ok(Err(e)) => Err(trap_failure(&e, request.timeout, &timings.stderr)),
+            Ok(Ok((instantiated, result))) => {
+                timings.instantiate = instantiated;
+                timings.guest = total.saturating_sub(instantiated);
+                match result {
+                    Err(e) => Err(trap_failure(&e, request.timeout, &timings.stderr)),
+                    Ok(Err(wit::StageError::Failed(m))) => Err(StageFailure::Failed(m)),
+                    Ok(Err(wit::StageError::InvalidConfig(m))) => {
+                        Err(StageFailure::InvalidConfig(m))
+                    }
+                    Ok(Ok(output)) => serde_json::from_str(&output.data)
+                        .map_err(|e| StageFailure::InvalidOutput(e.to_string())),
+                }
+            }
+        };
+        timings.llm = store.data().llm_time();
+        timings
+    }
+}
+
+fn deadline_check(deadline: Instant) -> UpdateDeadline {
+    if Instant::now() >= deadline {
+        UpdateDeadline::Interrupt
+    } else {
+        UpdateDeadline::Yield(1)
+    }
+}
+
+/// Turns a wasmtime error into the stage's failure, keeping the plugin's own
+/// words (a Rust panic message on stderr) where there are any.
+fn trap_failure(error: &wasmtime::Error, timeout: Duration, stderr: &str) -> StageFailure {
+    if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+        return StageFailure::TimedOut(timeout);
+    }
+    let plugin_words = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("panicked at") || l.starts_with("Error") || l.contains("error"))
+        .map(str::trim)
+        .map(|l| {
+            let next = stderr
+                .lines()
+                .skip_while(|x| x.trim() != l)
+                .nth(1)
+                .unwrap_or("")
+                .trim();
+            if l.ends_with(':') && !next.is_empty() {
+                format!("{l} {next}")
+            } else {
+                l.to_owned()
+            }
+        });
+    let reason = error
+        .downcast_ref::<wasmtime::Trap>()
+        .map_or_else(|| format!("{error:#}"), ToString::to_string);
+    match plugin_words {
+        Some(words) => StageFailure::Trap(format!("{words} ({reason})")),
+        None => StageFailure::Trap(reason),
+    }
+}

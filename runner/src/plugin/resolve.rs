@@ -1,0 +1,170 @@
+//! Finding a plugin from a workflow's `plugin:` value.
+//!
+//! A value with a `/` or ending in `.wasm` is a path, relative to the workflow
+//! file. Any other value is a name, looked up as `<name>.wasm` in the
+//! `plugins/` directory beside the workflow, then in each `CHIMERA_PLUGIN_PATH`
+//! directory, then among the built-in plugins.
+
+use super::builtin::{Builtin, builtins};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+/// Where a plugin's bytes come from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    Builtin(&'static Builtin),
+    File { name: String, path: PathBuf },
+}
+
+impl PluginSource {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Builtin(b) => b.name,
+            Self::File { name, .. } => name,
+        }
+    }
+
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Builtin(_) => None,
+            Self::File { path, .. } => Some(path.clone()),
+        }
+    }
+
+    /// Where it comes from, for people: `built-in` or the file path.
+    pub fn origin(&self) -> String {
+        match self {
+            Self::Builtin(_) => "built-in".into(),
+            Self::File { path, .. } => path.display().to_string(),
+        }
+    }
+
+    pub(super) fn bytes(&self) -> std::io::Result<Cow<'static, [u8]>> {
+        match self {
+            Self::Builtin(b) => Ok(Cow::Borrowed(b.wasm)),
+            Self::File { path, .. } => std::fs::read(path).map(Cow::Owned),
+        }
+    }
+
+    /// The hash computed at build time, for built-ins.
+    pub(super) fn sha256(&self) -> Option<[u8; 32]> {
+        match self {
+            Self::Builtin(b) => hex::decode(b.sha256).ok().and_then(|v| v.try_into().ok()),
+            Self::File { .. } => None,
+        }
+    }
+}
+
+/// Why a `plugin:` value did not resolve.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("plugin file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("no plugin named `{name}`{}", suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
+    Unknown {
+        name: String,
+        suggestion: Option<String>,
+    },
+}
+
+impl ResolveError {
+    /// What the user can do about it.
+    pub fn help(&self) -> String {
+        match self {
+            Self::MissingFile(_) => "build the plugin, or fix the path (it is relative to the workflow file)".into(),
+            Self::Unknown { .. } => "`chimera plugins` lists the plugins it finds; put `<name>.wasm` in a `plugins/` directory beside the workflow or in a directory on `CHIMERA_PLUGIN_PATH`".into(),
+        }
+    }
+}
+
+/// Resolves plugin references against the search path.
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
+    /// Directories searched for `<name>.wasm`, in order.
+    pub search_path: Vec<PathBuf>,
+}
+
+impl Resolver {
+    /// The search path for a workflow in `workflow_dir`: its `plugins/`, then
+    /// `CHIMERA_PLUGIN_PATH`.
+    pub fn for_workflow(workflow_dir: Option<&Path>) -> Self {
+        let mut search_path = Vec::new();
+        if let Some(dir) = workflow_dir {
+            search_path.push(dir.join("plugins"));
+        }
+        if let Some(paths) = std::env::var_os("CHIMERA_PLUGIN_PATH") {
+            search_path.extend(std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()));
+        }
+        Self { search_path }
+    }
+
+    /// Whether a `plugin:` value is a path rather than a name.
+    pub fn is_path(reference: &str) -> bool {
+        reference.contains('/') || reference.contains('\\') || reference.ends_with(".wasm")
+    }
+
+    /// Resolves `reference`; paths are relative to `base` (the workflow's directory).
+    ///
+    /// # Errors
+    /// When a path does not exist or no plugin has that name.
+    pub fn resolve(&self, reference: &str, base: &Path) -> Result<PluginSource, ResolveError> {
+        if Self::is_path(reference) {
+            let path = base.join(reference);
+            if !path.is_file() {
+                return Err(ResolveError::MissingFile(path));
+            }
+            let name = path.file_stem().map_or_else(
+                || reference.to_owned(),
+                |s| s.to_string_lossy().into_owned(),
+            );
+            return Ok(PluginSource::File { name, path });
+        }
+        for dir in &self.search_path {
+            let path = dir.join(format!("{reference}.wasm"));
+            if path.is_file() {
+                return Ok(PluginSource::File {
+                    name: reference.to_owned(),
+                    path,
+                });
+            }
+        }
+        if let Some(b) = builtins().iter().find(|b| b.name == reference) {
+            return Ok(PluginSource::Builtin(b));
+        }
+        let names: Vec<String> = self
+            .available()
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect();
+        Err(ResolveError::Unknown {
+            name: reference.to_owned(),
+            suggestion: crate::suggest::nearest(reference, names.iter().map(String::as_str))
+                .map(str::to_owned),
+        })
+    }
+
+    /// Every plugin found: the `.wasm` files on the search path, then the built-ins.
+    pub fn available(&self) -> Vec<PluginSource> {
+        let mut found = Vec::new();
+        for dir in &self.search_path {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+                .collect();
+            paths.sort();
+            for path in paths {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                found.push(PluginSource::File { name, path });
+            }
+        }
+        found.extend(builtins().iter().map(PluginSource::Builtin));
+        found
+    }
+}

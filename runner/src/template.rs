@@ -1,0 +1,218 @@
+//! One minijinja `Environment` over the template search path.
+//!
+//! The search path, first match wins: the workflow's `templates/`, the
+//! project's `templates/` (beside the workflow's directory), each directory on
+//! `CHIMERA_TEMPLATE_PATH`, and `<user config dir>/chimera/templates`. A team
+//! shares personas and prompts by putting a folder (or a git checkout) on it;
+//! `include`, `extends` and macros work across all of it. Undefined variables
+//! are errors; names with `..` or absolute paths and symlinks that lead out of
+//! a search directory are refused.
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Fuel for one render: bounds runaway loops in a shared template.
+const FUEL: u64 = 5_000_000;
+
+/// Why a template could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template `{name}` not found in the template search path ({})", search.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound { name: String, search: Vec<PathBuf> },
+    #[error("{0}")]
+    Render(String),
+}
+
+/// Checks a template name; `Err` says what is wrong with it.
+///
+/// # Errors
+/// For empty or absolute names and names that climb out with `..`.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.trim().is_empty() {
+        return Err("is empty");
+    }
+    if name.starts_with('/') || name.starts_with('\\') || Path::new(name).is_absolute() {
+        return Err("is an absolute path");
+    }
+    if name.split(['/', '\\']).any(|part| part == "..") {
+        return Err("climbs out of the template directory with `..`");
+    }
+    Ok(())
+}
+
+/// The template environment of one run.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+    search_path: Vec<PathBuf>,
+}
+
+impl Templates {
+    /// The search path for a workflow in `workflow_dir`.
+    pub fn search_path_for(workflow_dir: &Path) -> Vec<PathBuf> {
+        let mut path = vec![workflow_dir.join("templates")];
+        if let Some(parent) = workflow_dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.parent().map(Path::to_path_buf))
+        {
+            path.push(parent.join("templates"));
+        }
+        if let Some(extra) = std::env::var_os("CHIMERA_TEMPLATE_PATH") {
+            path.extend(std::env::split_paths(&extra).filter(|p| !p.as_os_str().is_empty()));
+        }
+        if let Some(config) = dirs::config_dir() {
+            path.push(config.join("chimera").join("templates"));
+        }
+        let mut seen = Vec::new();
+        path.retain(|p| {
+            let key = p.canonicalize().unwrap_or_else(|_| p.clone());
+            let new = !seen.contains(&key);
+            seen.push(key);
+            new
+        });
+        path
+    }
+
+    /// An environment that loads from `search_path`.
+    pub fn new(search_path: Vec<PathBuf>) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        env.set_keep_trailing_newline(true);
+        let loader_path = search_path.clone();
+        env.set_loader(move |name| Ok(load(&loader_path, name)));
+        Self {
+            env: Arc::new(env),
+            search_path,
+        }
+    }
+
+    pub fn search_path(&self) -> &[PathBuf] {
+        &self.search_path
+    }
+
+    /// Whether `name` resolves on the search path.
+    pub fn exists(&self, name: &str) -> bool {
+        load(&self.search_path, name).is_some()
+    }
+
+    /// Renders `name` with `context`.
+    ///
+    /// # Errors
+    /// When the template is missing, uses an undefined variable, runs out of
+    /// fuel or fails otherwise; the message names the template and line.
+    pub fn render(&self, name: &str, context: &Value) -> Result<String, TemplateError> {
+        if let Err(why) = check_name(name) {
+            return Err(TemplateError::Render(format!(
+                "template name `{name}` {why}"
+            )));
+        }
+        let template = self.env.get_template(name).map_err(|e| {
+            if e.kind() == minijinja::ErrorKind::TemplateNotFound {
+                TemplateError::NotFound {
+                    name: name.to_owned(),
+                    search: self.search_path.clone(),
+                }
+            } else {
+                TemplateError::Render(describe(&e))
+            }
+        })?;
+        template
+            .render(context)
+            .map_err(|e| TemplateError::Render(describe(&e)))
+    }
+}
+
+/// A one-line description naming the template, the line and the cause chain.
+fn describe(e: &minijinja::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
+/// Finds `name` in the first search directory that has it, refusing paths
+/// that lead outside that directory.
+fn load(search_path: &[PathBuf], name: &str) -> Option<String> {
+    check_name(name).ok()?;
+    search_path.iter().find_map(|dir| {
+        let root = dir.canonicalize().ok()?;
+        let file = dir.join(name).canonicalize().ok()?;
+        if !file.starts_with(&root) || !file.is_file() {
+            return None;
+        }
+        std::fs::read_to_string(file).ok()
+    })
+}
+
+impl crate::plugin::TemplateRenderer for Templates {
+    fn render(&self, name: &str, context: &Value) -> Result<String, String> {
+        Templates::render(self, name, context).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn templates(files: &[(&str, &str)]) -> (tempfile::TempDir, Templates) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let t = Templates::new(vec![dir.path().to_path_buf()]);
+        (dir, t)
+    }
+
+    #[test]
+    fn renders_includes_and_rejects_undefined_variables() {
+        let (_d, t) = templates(&[
+            ("base.j2", "[{% include 'part.j2' %}]"),
+            ("part.j2", "{{ who }}"),
+        ]);
+        assert_eq!(
+            t.render("base.j2", &json!({"who": "agent"})).unwrap(),
+            "[agent]"
+        );
+        let err = t.render("base.j2", &json!({})).unwrap_err().to_string();
+        assert!(err.contains("undefined"), "{err}");
+        assert!(err.contains("part.j2"), "names the template: {err}");
+    }
+
+    #[test]
+    fn refuses_names_that_climb_out_and_symlinks_that_lead_out() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+        let (dir, t) = templates(&[("ok.j2", "ok")]);
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            dir.path().join("link.j2"),
+        )
+        .unwrap();
+        assert!(t.render("../secret.txt", &json!({})).is_err());
+        assert!(matches!(
+            t.render("link.j2", &json!({})),
+            Err(TemplateError::NotFound { .. })
+        ));
+        assert!(t.exists("ok.j2"));
+    }
+
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel() {
+        let (_d, t) = templates(&[(
+            "loop.j2",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        )]);
+        let err = t.render("loop.j2", &json!({})).unwrap_err().to_string();
+        assert!(err.contains("fuel"), "{err}");
+    }
+}

@@ -1,0 +1,198 @@
+//! Workflows: YAML → raw serde structs (`schema`) → checks (`validate`) → the
+//! checked [`Workflow`] the engine runs. Every error names file:line:column,
+//! says what was expected and, for a typo, the nearest valid name.
+
+mod diagnostic;
+pub mod options;
+mod schema;
+mod validate;
+
+pub use diagnostic::{Diagnostic, FileErrors, Pos};
+
+use indexmap::IndexMap;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The only schema version this build reads.
+pub const SCHEMA_VERSION: i64 = 1;
+/// Workflow files larger than this are refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Default stage wall-clock limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default stage linear-memory cap.
+pub const DEFAULT_MEMORY: usize = 256 * 1024 * 1024;
+
+/// Why a workflow could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("cannot read workflow {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Box<FileErrors>),
+}
+
+/// A value from the file with the place it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+/// A checked workflow.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// The file as the user named it.
+    pub path: PathBuf,
+    /// The directory the file is in (plugin and template paths are relative to it).
+    pub dir: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub agents: Vec<Agent>,
+    source: String,
+}
+
+/// A checked agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub description: Option<String>,
+    /// Persona template name.
+    pub persona: Option<Located<String>>,
+    pub stages: Vec<Stage>,
+}
+
+/// A checked stage.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub id: String,
+    /// Plugin name or path, as written.
+    pub plugin: Located<String>,
+    /// `with:` as JSON (an object).
+    pub config: Value,
+    /// Prompt template name.
+    pub prompt: Option<Located<String>>,
+    /// The effective model: stage over agent over workflow.
+    pub model: Option<ModelSpec>,
+    pub timeout: Duration,
+    /// Directories under the input directory the stage may read (relative, checked).
+    pub read: Vec<String>,
+    pub memory_limit: usize,
+}
+
+/// Which LLM backend a model is served by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    Ollama,
+    Openai,
+    Embedded,
+}
+
+impl BackendKind {
+    pub const NAMES: [&'static str; 3] = ["ollama", "openai", "embedded"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ollama" => Some(Self::Ollama),
+            "openai" => Some(Self::Openai),
+            "embedded" => Some(Self::Embedded),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// The model a stage uses, with options exactly as declared.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelSpec {
+    pub backend: BackendKind,
+    pub name: String,
+    pub host: Option<String>,
+    pub keep_alive: Option<Value>,
+    pub options: IndexMap<String, Value>,
+}
+
+impl Workflow {
+    /// Reads and checks a workflow file.
+    ///
+    /// # Errors
+    /// When the file cannot be read, is not YAML, does not fit schema v1, or
+    /// fails a check; [`WorkflowError::Invalid`] lists every problem found.
+    pub fn load(path: &Path) -> Result<Self, WorkflowError> {
+        let io = |source| WorkflowError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_FILE_BYTES {
+            let d = Diagnostic::new(
+                format!("the workflow file is {size} bytes; workflows are limited to {MAX_FILE_BYTES} bytes"),
+                None,
+            )
+            .help("a workflow declares agents and stages; keep data in the input directory, not in the workflow");
+            return Err(WorkflowError::Invalid(Box::new(FileErrors::new(
+                path,
+                "",
+                vec![d],
+            ))));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        let source = String::from_utf8(bytes).map_err(|e| {
+            let d = Diagnostic::new(
+                format!(
+                    "the workflow file is not UTF-8 text (byte {})",
+                    e.utf8_error().valid_up_to()
+                ),
+                None,
+            );
+            WorkflowError::Invalid(Box::new(FileErrors::new(path, "", vec![d])))
+        })?;
+        Self::from_source(path, &source)
+            .map_err(|d| WorkflowError::Invalid(Box::new(FileErrors::new(path, &source, d))))
+    }
+
+    /// Checks workflow text as if it were read from `path`.
+    ///
+    /// # Errors
+    /// Every problem found, in file order.
+    pub fn from_source(path: &Path, source: &str) -> Result<Self, Vec<Diagnostic>> {
+        let raw = validate::parse(source)?;
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let (name, description, agents) = validate::check(raw)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            dir,
+            name,
+            description,
+            agents,
+            source: source.to_owned(),
+        })
+    }
+
+    /// Renders diagnostics found after loading (missing plugins or templates)
+    /// against this file's text.
+    pub fn errors(&self, diagnostics: Vec<Diagnostic>) -> FileErrors {
+        FileErrors::new(&self.path, &self.source, diagnostics)
+    }
+
+    /// Every stage with its agent, in run order.
+    pub fn stages(&self) -> impl Iterator<Item = (&Agent, &Stage)> {
+        self.agents
+            .iter()
+            .flat_map(|a| a.stages.iter().map(move |s| (a, s)))
+    }
+}

@@ -1,0 +1,87 @@
+//! The raw YAML shapes of a workflow, schema version 1.
+//!
+//! Only serde lives here; `validate` turns these into the checked model. Every
+//! struct rejects unknown keys, and the values that later checks must point
+//! at carry their line and column.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkflow {
+    pub version: Spanned<i64>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The default model of every stage.
+    #[serde(default)]
+    pub model: Option<RawModel>,
+    pub agents: Spanned<Vec<RawAgent>>,
+}
+
+/// One agent: a persona and ordered stages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Persona template name.
+    #[serde(default)]
+    pub persona: Option<Spanned<String>>,
+    /// The agent's model, over the workflow's.
+    #[serde(default)]
+    pub model: Option<RawModel>,
+    pub stages: Spanned<Vec<RawStage>>,
+}
+
+/// One stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub id: Spanned<String>,
+    pub plugin: Spanned<String>,
+    /// The plugin's configuration.
+    #[serde(default, rename = "with")]
+    pub with: Option<Spanned<Value>>,
+    /// Prompt template name.
+    #[serde(default)]
+    pub prompt: Option<Spanned<String>>,
+    /// The stage's model, over the agent's.
+    #[serde(default)]
+    pub model: Option<RawModel>,
+    /// Wall-clock limit: `600s`, `10m`, `1h`, or seconds as a number.
+    #[serde(default)]
+    pub timeout: Option<Spanned<Value>>,
+    /// Directories under the run's input directory that the stage may read.
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    /// Linear-memory cap: `256MiB`, `1GiB`, or bytes as a number.
+    #[serde(default)]
+    pub memory: Option<Spanned<Value>>,
+}
+
+/// A model declaration; every field overrides the level above it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// `ollama`, `openai` or `embedded`.
+    #[serde(default)]
+    pub backend: Option<Spanned<String>>,
+    /// The model name, e.g. `gemma3:latest`.
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// The backend's address, over `OLLAMA_HOST` and the defaults.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// How long Ollama keeps the model loaded (`5m`, `0`).
+    #[serde(default)]
+    pub keep_alive: Option<Spanned<Value>>,
+    /// Sampling and runtime options (`num_ctx`, `temperature`, …).
+    #[serde(default)]
+    pub options: IndexMap<Spanned<String>, Spanned<Value>>,
+}

@@ -1,0 +1,441 @@
+//! From raw YAML to the checked model: parse errors with positions, then the
+//! checks serde cannot express (ids, versions, options, durations, grants).
+
+use super::schema::{RawAgent, RawModel, RawStage, RawWorkflow};
+use super::{
+    Agent, BackendKind, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Diagnostic, Located, ModelSpec, Pos,
+    SCHEMA_VERSION, Stage, options,
+};
+use serde_json::Value;
+use serde_saphyr::Spanned;
+use std::collections::HashSet;
+use std::time::Duration;
+
+fn pos<T>(s: &Spanned<T>) -> Pos {
+    s.referenced.into()
+}
+
+fn located(s: &Spanned<String>) -> Located<String> {
+    Located {
+        value: s.value.clone(),
+        pos: pos(s),
+    }
+}
+
+/// Parses YAML into the raw schema; errors carry the parser's position.
+pub fn parse(source: &str) -> Result<RawWorkflow, Vec<Diagnostic>> {
+    if source.trim().is_empty() {
+        return Err(vec![
+            Diagnostic::new("the workflow file is empty", Pos { line: 1, column: 1 })
+                .help("a workflow starts with `version: 1`, a `name:` and a list of `agents:`; see workflows/chimera-agent-a.yaml"),
+        ]);
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options(source, options).map_err(|e| vec![yaml_diagnostic(&e)])
+}
+
+/// Turns a serde-saphyr error into a diagnostic, with a suggestion for unknown keys.
+fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
+    let pos = error.location().map(Pos::from).filter(|p| p.line > 0);
+    let text = match error {
+        serde_saphyr::Error::Message { msg, .. } => msg.clone(),
+        other => {
+            let full = other.without_snippet().to_string();
+            full.split(" at line ").next().unwrap_or(&full).to_owned()
+        }
+    };
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let help = match crate::suggest::nearest(field, valid.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!(
+                "valid keys here: {}",
+                valid
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        return Diagnostic::new(format!("unknown key `{field}`"), pos).help(help);
+    }
+    if let Some(field) = text
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return Diagnostic::new(format!("missing key `{field}`"), pos).help(format!(
+            "add `{field}:` here; see workflows/chimera-agent-a.yaml for a complete workflow"
+        ));
+    }
+    Diagnostic::new(lowercase_first(&text), pos)
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+}
+
+/// The checks after parsing. Collects every problem rather than stopping at the first.
+pub fn check(raw: RawWorkflow) -> Result<(String, Option<String>, Vec<Agent>), Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    if raw.version.value != SCHEMA_VERSION {
+        errors.push(
+            Diagnostic::new(
+                format!("unsupported workflow `version: {}`", raw.version.value),
+                pos(&raw.version),
+            )
+            .help(format!("this chimera reads `version: {SCHEMA_VERSION}`")),
+        );
+    }
+    check_id("workflow name", &raw.name, &mut errors);
+    if raw.agents.value.is_empty() {
+        errors.push(
+            Diagnostic::new("the workflow has no agents", pos(&raw.agents))
+                .help("add at least one agent with `id:` and `stages:`"),
+        );
+    }
+    let mut agent_ids = HashSet::new();
+    let mut agents = Vec::new();
+    for agent in &raw.agents.value {
+        check_id("agent id", &agent.id, &mut errors);
+        if !agent_ids.insert(agent.id.value.clone()) {
+            errors.push(
+                Diagnostic::new(
+                    format!("duplicate agent id `{}`", agent.id.value),
+                    pos(&agent.id),
+                )
+                .help("agent ids must be unique in a workflow"),
+            );
+        }
+        agents.push(check_agent(agent, raw.model.as_ref(), &mut errors));
+    }
+    if errors.is_empty() {
+        Ok((raw.name.value, raw.description, agents))
+    } else {
+        errors.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
+        Err(errors)
+    }
+}
+
+fn check_id(what: &str, id: &Spanned<String>, errors: &mut Vec<Diagnostic>) {
+    let ok = !id.value.is_empty()
+        && id
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id
+            .value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        errors.push(
+            Diagnostic::new(
+                format!("{what} `{}` is not a valid name", id.value),
+                pos(id),
+            )
+            .help("use letters, digits, `-`, `_` and `.`, starting with a letter or digit"),
+        );
+    }
+}
+
+fn check_agent(
+    agent: &RawAgent,
+    workflow_model: Option<&RawModel>,
+    errors: &mut Vec<Diagnostic>,
+) -> Agent {
+    if agent.stages.value.is_empty() {
+        errors.push(
+            Diagnostic::new(
+                format!("agent `{}` has no stages", agent.id.value),
+                pos(&agent.stages),
+            )
+            .help("add stages, e.g. `- id: ingest` with `plugin: ingest`"),
+        );
+    }
+    let mut stage_ids = HashSet::new();
+    let stages = agent
+        .stages
+        .value
+        .iter()
+        .map(|stage| {
+            check_id("stage id", &stage.id, errors);
+            if !stage_ids.insert(stage.id.value.clone()) {
+                errors.push(
+                    Diagnostic::new(format!("duplicate stage id `{}` in agent `{}`", stage.id.value, agent.id.value), pos(&stage.id))
+                        .help("stage ids must be unique within an agent; later stages read earlier outputs by id"),
+                );
+            }
+            let model = merge_models(&[workflow_model, agent.model.as_ref(), stage.model.as_ref()], &stage.id, errors);
+            check_stage(stage, model, errors)
+        })
+        .collect();
+    if let Some(persona) = &agent.persona {
+        check_template_name(persona, errors);
+    }
+    Agent {
+        id: agent.id.value.clone(),
+        description: agent.description.clone(),
+        persona: agent.persona.as_ref().map(located),
+        stages,
+    }
+}
+
+fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diagnostic>) -> Stage {
+    let config = match &stage.with {
+        None => Value::Object(serde_json::Map::new()),
+        Some(w) if w.value.is_object() => w.value.clone(),
+        Some(w) if w.value.is_null() => Value::Object(serde_json::Map::new()),
+        Some(w) => {
+            errors.push(
+                Diagnostic::new(
+                    format!(
+                        "`with:` of stage `{}` must be a mapping of settings",
+                        stage.id.value
+                    ),
+                    pos(w),
+                )
+                .help("write `with:` followed by indented `key: value` lines"),
+            );
+            Value::Null
+        }
+    };
+    if stage.plugin.value.trim().is_empty() {
+        errors.push(
+            Diagnostic::new("`plugin:` is empty", pos(&stage.plugin))
+                .help("name a built-in plugin (`ingest`) or a path to a `.wasm` component"),
+        );
+    }
+    if let Some(prompt) = &stage.prompt {
+        check_template_name(prompt, errors);
+    }
+    let timeout = stage.timeout.as_ref().map_or(DEFAULT_TIMEOUT, |t| {
+        parse_duration(&t.value).unwrap_or_else(|| {
+            errors.push(
+                Diagnostic::new(
+                    format!("`timeout: {}` is not a duration", plain(&t.value)),
+                    pos(t),
+                )
+                .help("write e.g. `timeout: 600s`, `10m` or `1h`"),
+            );
+            DEFAULT_TIMEOUT
+        })
+    });
+    let memory_limit = stage.memory.as_ref().map_or(DEFAULT_MEMORY, |m| {
+        parse_bytes(&m.value).unwrap_or_else(|| {
+            errors.push(
+                Diagnostic::new(
+                    format!("`memory: {}` is not a size", plain(&m.value)),
+                    pos(m),
+                )
+                .help("write e.g. `memory: 256MiB` or `1GiB`"),
+            );
+            DEFAULT_MEMORY
+        })
+    });
+    let read = stage
+        .read
+        .iter()
+        .filter_map(|r| match check_grant(&r.value) {
+            Ok(g) => Some(g),
+            Err(why) => {
+                errors.push(Diagnostic::new(format!("read grant `{}` {why}", r.value), pos(r)).help("grants are directories relative to the run's `--input` directory, e.g. `read: [reports]`"));
+                None
+            }
+        })
+        .collect();
+    Stage {
+        id: stage.id.value.clone(),
+        plugin: located(&stage.plugin),
+        config,
+        prompt: stage.prompt.as_ref().map(located),
+        model,
+        timeout,
+        read,
+        memory_limit,
+    }
+}
+
+/// A grant is a relative path that stays inside the input directory.
+fn check_grant(grant: &str) -> Result<String, &'static str> {
+    let path = std::path::Path::new(grant);
+    if grant.trim().is_empty() {
+        return Err("is empty");
+    }
+    if path.is_absolute() || grant.starts_with('/') || grant.starts_with('\\') {
+        return Err("is an absolute path");
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err("leaves the input directory with `..`");
+    }
+    let normal: Vec<String> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    if normal.is_empty() {
+        return Err("names the input directory itself; grant its subdirectories");
+    }
+    Ok(normal.join("/"))
+}
+
+/// Template names are relative to the template search path.
+fn check_template_name(name: &Spanned<String>, errors: &mut Vec<Diagnostic>) {
+    if let Err(why) = crate::template::check_name(&name.value) {
+        errors.push(
+            Diagnostic::new(format!("template name `{}` {why}", name.value), pos(name)).help(
+                "name templates relative to a `templates/` directory, e.g. `prompts/analyze.md.j2`",
+            ),
+        );
+    }
+}
+
+fn plain(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// `600s`, `10m`, `1h30m`, `1.5s`, or a number of seconds.
+pub fn parse_duration(v: &Value) -> Option<Duration> {
+    if let Some(n) = v.as_f64() {
+        return (n > 0.0 && n.is_finite()).then(|| Duration::from_secs_f64(n));
+    }
+    let s = v.as_str()?.trim();
+    let d: jiff::SignedDuration = s.parse().ok()?;
+    (d.is_positive()).then(|| d.unsigned_abs())
+}
+
+/// `256MiB`, `1GiB`, `512MB`, or a number of bytes.
+pub fn parse_bytes(v: &Value) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return usize::try_from(n).ok().filter(|n| *n > 0);
+    }
+    let s = v.as_str()?.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: usize = num.parse().ok()?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    num.checked_mul(mult).filter(|n| *n > 0)
+}
+
+/// Stage over agent over workflow, field by field; options merge by name.
+fn merge_models(
+    levels: &[Option<&RawModel>],
+    stage: &Spanned<String>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<ModelSpec> {
+    if levels.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut backend: Option<&Spanned<String>> = None;
+    let mut name = None;
+    let mut host = None;
+    let mut keep_alive = None;
+    let mut options = indexmap::IndexMap::new();
+    for level in levels.iter().flatten() {
+        backend = level.backend.as_ref().or(backend);
+        name = level.name.as_ref().or(name);
+        host = level.host.as_ref().or(host);
+        keep_alive = level.keep_alive.as_ref().or(keep_alive);
+        for (k, v) in &level.options {
+            if let Err((msg, help)) = options::check(&k.value, &v.value) {
+                let at = if msg.starts_with("unknown") {
+                    pos(k)
+                } else {
+                    pos(v)
+                };
+                let d = Diagnostic::new(msg, at).help_opt(help);
+                if !errors.contains(&d) {
+                    errors.push(d);
+                }
+            }
+            options.insert(k.value.clone(), v.value.clone());
+        }
+    }
+    let backend_kind = match backend {
+        None => BackendKind::Ollama,
+        Some(b) => BackendKind::parse(&b.value).unwrap_or_else(|| {
+            let help = crate::suggest::nearest(&b.value, BackendKind::NAMES).map_or_else(
+                || {
+                    format!(
+                        "backends: {}",
+                        BackendKind::NAMES.map(|n| format!("`{n}`")).join(", ")
+                    )
+                },
+                |s| format!("did you mean `{s}`?"),
+            );
+            let d = Diagnostic::new(format!("unknown backend `{}`", b.value), pos(b)).help(help);
+            if !errors.contains(&d) {
+                errors.push(d);
+            }
+            BackendKind::Ollama
+        }),
+    };
+    let Some(name) = name else {
+        errors.push(
+            Diagnostic::new(
+                format!("stage `{}` has a model without a `name`", stage.value),
+                pos(stage),
+            )
+            .help("set `model: {name: gemma3:latest}` on the workflow, the agent or the stage"),
+        );
+        return None;
+    };
+    Some(ModelSpec {
+        backend: backend_kind,
+        name: name.value.clone(),
+        host: host.map(|h| h.value.clone()),
+        keep_alive: keep_alive.map(|k| k.value.clone()),
+        options,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_and_sizes_parse_as_documented() {
+        assert_eq!(
+            parse_duration(&json!("600s")),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            parse_duration(&json!("10m")),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(parse_duration(&json!(2)), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration(&json!("soon")), None);
+        assert_eq!(parse_duration(&json!(-1)), None);
+        assert_eq!(parse_bytes(&json!("256MiB")), Some(256 << 20));
+        assert_eq!(parse_bytes(&json!("lots")), None);
+    }
+
+    #[test]
+    fn grants_must_stay_inside_the_input_directory() {
+        assert_eq!(check_grant("reports/"), Ok("reports".into()));
+        assert_eq!(check_grant("./csv_data"), Ok("csv_data".into()));
+        assert!(check_grant("../etc").is_err());
+        assert!(check_grant("reports/../../etc").is_err());
+        assert!(check_grant("/etc").is_err());
+        assert!(check_grant(".").is_err());
+    }
+}
