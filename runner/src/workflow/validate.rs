@@ -47,7 +47,16 @@ fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
     };
     if let Some(rest) = text.strip_prefix("unknown field `") {
         let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        // serde says "expected one of a, b, c" or "expected `a` or `b`"; backticks vary.
+        let list = expected
+            .split_once("expected")
+            .map_or("", |(_, l)| l)
+            .trim_start_matches(" one of");
+        let valid: Vec<&str> = list
+            .split([',', ' '])
+            .map(|v| v.trim().trim_matches('`'))
+            .filter(|v| !v.is_empty() && *v != "or")
+            .collect();
         let help = match crate::suggest::nearest(field, valid.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!(

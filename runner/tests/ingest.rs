@@ -1,0 +1,174 @@
+//! The built-in ingest stage over the real fixture, through the real binary.
+
+mod common;
+
+use common::{chimera, fixtures, json, run, write};
+
+fn ingest_workflow(dir: &std::path::Path, extensions: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        "ingest.yaml",
+        &format!(
+            "version: 1\nname: ingest-test\nagents:\n  - id: inventory\n    stages:\n      - id: ingest\n        plugin: ingest\n        read: [reports, csv_data]\n        with:\n          extensions: {extensions}\n"
+        ),
+    )
+}
+
+fn ingest(extensions: &str) -> (serde_json::Value, serde_json::Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let workflow = ingest_workflow(tmp.path(), extensions);
+    let out = tmp.path().join("run");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&workflow)
+        .arg("--input")
+        .arg(fixtures())
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("inventory/ingest"),
+        "timing table names the stage:\n{stdout}"
+    );
+    (
+        json(&out.join("outputs/inventory/ingest.json")),
+        json(&out.join("metrics.json")),
+    )
+}
+
+fn count(output: &serde_json::Value, ext: &str) -> u64 {
+    output["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == ext)
+        .unwrap()["count"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn counts_83_files_by_default_types_and_86_with_txt() {
+    let (output, _) = ingest("[csv, json, md]");
+    assert_eq!(output["total_files"], 83);
+    assert_eq!(
+        (
+            count(&output, "csv"),
+            count(&output, "json"),
+            count(&output, "md")
+        ),
+        (24, 30, 29)
+    );
+    assert_eq!(
+        output["roots"][1],
+        serde_json::json!({"path": "csv_data", "found": false}),
+        "a missing root is reported"
+    );
+
+    let (with_txt, _) = ingest("[csv, json, md, txt]");
+    assert_eq!(with_txt["total_files"], 86);
+    assert_eq!(count(&with_txt, "txt"), 3);
+}
+
+#[test]
+fn summary_has_the_seed_reports_shape() {
+    let (output, _) = ingest("[csv, json, md]");
+    let summary = output["summary"].as_str().unwrap();
+    insta::with_settings!({filters => vec![(r"Latest modified: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "Latest modified: [time] UTC")]}, {
+        insta::assert_snapshot!(summary);
+    });
+}
+
+#[test]
+fn harvests_token_throughput_latency_and_ttft_metrics() {
+    let (output, _) = ingest("[csv, json, md]");
+    let metrics = output["metrics"].as_array().unwrap();
+    assert!(metrics.len() > 5, "several metric fields: {metrics:?}");
+    for m in metrics {
+        let name = m["name"].as_str().unwrap().to_lowercase();
+        assert!(
+            ["tokens", "throughput", "latency", "ttft"]
+                .iter()
+                .any(|k| name.contains(k)),
+            "{name}"
+        );
+        assert!(m["min"].as_f64().unwrap() <= m["mean"].as_f64().unwrap());
+        assert!(m["mean"].as_f64().unwrap() <= m["max"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn metrics_json_records_every_timing() {
+    let (_, metrics) = ingest("[csv, json, md]");
+    assert_eq!(metrics["schema_version"], 1);
+    assert_eq!(metrics["status"], "ok");
+    let stage = &metrics["stages"][0];
+    assert_eq!(stage["stage"], "ingest");
+    assert_eq!(stage["load_kind"], "compiled", "a fresh cache compiles");
+    for key in ["wall_ms", "load_ms", "instantiate_ms", "guest_ms"] {
+        assert!(stage[key].as_f64().unwrap() > 0.0, "{key} recorded");
+    }
+    let parts = stage["load_ms"].as_f64().unwrap()
+        + stage["instantiate_ms"].as_f64().unwrap()
+        + stage["guest_ms"].as_f64().unwrap();
+    assert!(
+        parts <= stage["wall_ms"].as_f64().unwrap() + 0.01,
+        "parts fit in the stage's wall time"
+    );
+    assert!(stage["wall_ms"].as_f64().unwrap() <= metrics["total_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn an_unparseable_file_is_reported_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    write(
+        &input,
+        "reports/good.json",
+        r#"{"tokens_per_second": 12.5}"#,
+    );
+    write(&input, "reports/broken.json", "{not json");
+    let workflow = ingest_workflow(tmp.path(), "[csv, json, md]");
+    let out = tmp.path().join("run");
+    let (code, _, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&workflow)
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let output = json(&out.join("outputs/inventory/ingest.json"));
+    assert_eq!(output["total_files"], 2);
+    assert_eq!(output["errors"][0]["path"], "reports/broken.json");
+    assert!(
+        output["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    assert_eq!(output["metrics"][0]["name"], "tokens_per_second");
+    assert_eq!(output["metrics"][0]["mean"], 12.5);
+}
+
+#[test]
+fn a_warm_cache_is_used_on_the_second_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let workflow = ingest_workflow(tmp.path(), "[csv]");
+    let cache = tmp.path().join("cache");
+    for expected in ["compiled", "cache"] {
+        let out = tmp.path().join(format!("run-{expected}"));
+        let (code, _, stderr) = run(chimera(&cache)
+            .arg("run")
+            .arg(&workflow)
+            .arg("-i")
+            .arg(fixtures())
+            .arg("-o")
+            .arg(&out));
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            json(&out.join("metrics.json"))["stages"][0]["load_kind"],
+            expected
+        );
+    }
+}
