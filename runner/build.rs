@@ -8,7 +8,11 @@ use std::process::Command;
 use std::{env, fs};
 
 /// Built-in stage plugins: (name in workflows, cdylib file name).
-const BUILTINS: &[(&str, &str)] = &[("ingest", "chimera_ingest.wasm")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("ingest", "chimera_ingest.wasm"),
+    ("analyze", "chimera_analyze.wasm"),
+    ("report", "chimera_report.wasm"),
+];
 
 fn main() {
     let manifest =
@@ -23,6 +27,8 @@ fn main() {
         "plugins/Cargo.lock",
         "plugins/sdk",
         "plugins/ingest",
+        "plugins/analyze",
+        "plugins/report",
         "plugins/test-plugins",
         "wit",
     ] {

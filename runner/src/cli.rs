@@ -3,13 +3,17 @@
 //! Exit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow.
 
 use crate::engine::{self, RunOptions};
+use crate::llm::{OllamaBackend, Timeouts};
 use crate::plugin::{ComponentCache, PluginHost, Resolver};
+use crate::progress::Progress;
 use crate::record::{RunStatus, timing_table};
 use crate::template::Templates;
-use crate::workflow::{Workflow, WorkflowError};
+use crate::workflow::{Overrides, Workflow, WorkflowError};
 use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Run LLM agent workflows declared in YAML, each stage a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -46,19 +50,71 @@ enum Command {
         json: bool,
     },
     /// Run a workflow and write its record to `runs/<timestamp>-<workflow>/`.
+    ///
+    /// The record holds `report.md` (for agents with a `report:` template),
+    /// `metrics.json`, `calls.jsonl` (every prompt and response with its
+    /// metrics) and `outputs/<agent>/<stage>.json`.
     Run {
         /// The workflow YAML file.
         workflow: PathBuf,
-        /// The directory that stage `read:` grants are relative to.
-        #[arg(short, long, value_name = "DIR", default_value = ".")]
-        input: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
         /// Write the run record here instead of a new directory under `runs/`.
         #[arg(short, long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Print the run summary as JSON on stdout instead of a table.
         #[arg(long)]
         json: bool,
+        /// No progress lines on stderr.
+        #[arg(short, long)]
+        quiet: bool,
     },
+    /// Print the exact messages a stage would send to its model, without calling a model.
+    ///
+    /// Runs the stages before it (earlier LLM stages get a placeholder answer)
+    /// and the stage itself against a dry-run backend, then prints the system
+    /// and user messages of the stage's calls.
+    Render {
+        /// The workflow YAML file.
+        workflow: PathBuf,
+        /// The stage id whose prompt to print.
+        #[arg(long)]
+        stage: String,
+        /// The agent of the stage (needed when several agents have that stage id).
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+/// What `run` and `render` share: the input and model overrides.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The directory that stage `read:` grants are relative to.
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    input: PathBuf,
+    /// Use this backend for every stage with a model: ollama, openai or embedded.
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
+    /// Use this model for every stage with a model (e.g. `gemma3:latest`).
+    #[arg(long, value_name = "NAME")]
+    model: Option<String>,
+    /// Override a model setting for every stage, e.g. `model.options.num_ctx=1024`,
+    /// `model.host=http://gpu-box:11434`, `model.keep_alive=10m`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Give up connecting to a model server after this long (e.g. `10s`).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Fail an LLM call whose stream is silent this long (e.g. `120s`).
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    read_timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::workflow::parse_duration(&serde_json::Value::String(text.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not a duration; write e.g. `10s`, `2m`"))
 }
 
 /// Parses the process arguments, runs the command and maps the result to an exit code.
@@ -110,10 +166,17 @@ pub fn run(cli: Cli) -> Result<(), u8> {
             Command::Plugins { workflow, json } => plugins(workflow, json).await,
             Command::Run {
                 workflow,
-                input,
+                run,
                 out,
                 json,
-            } => run_workflow(&workflow, input, out, json).await,
+                quiet,
+            } => run_workflow(&workflow, &run, out, json, quiet).await,
+            Command::Render {
+                workflow,
+                stage,
+                agent,
+                run,
+            } => render(&workflow, &stage, agent.as_deref(), &run).await,
         }
     })
 }
@@ -201,25 +264,59 @@ async fn plugins(workflow: Option<PathBuf>, json: bool) -> Result<(), u8> {
     if broken { Err(1) } else { Ok(()) }
 }
 
+/// Loads a workflow, applies the command-line overrides and checks it.
+fn prepare(path: &std::path::Path, args: &RunArgs) -> Result<Workflow, u8> {
+    let mut workflow = validate(path)?;
+    let overrides = Overrides {
+        backend: args.backend.clone(),
+        model: args.model.clone(),
+        set: args.set.clone(),
+    };
+    workflow
+        .apply(&overrides)
+        .map_err(|e| fail(2, &format!("error: {e}")))?;
+    Ok(workflow)
+}
+
+fn backends(args: &RunArgs) -> engine::Backends {
+    let timeouts = Timeouts {
+        connect: args.connect_timeout,
+        read: args.read_timeout,
+    };
+    engine::Backends {
+        ollama: Arc::new(OllamaBackend::new(timeouts)),
+        openai: None,
+        embedded: None,
+    }
+}
+
+fn engine_failure(e: &engine::EngineError) -> u8 {
+    let code = match e {
+        engine::EngineError::MissingInput(_) => 2,
+        engine::EngineError::Record { .. } => 1,
+    };
+    fail(code, &format!("error: {e}"))
+}
+
 async fn run_workflow(
     path: &std::path::Path,
-    input: PathBuf,
+    args: &RunArgs,
     out: Option<PathBuf>,
     json: bool,
+    quiet: bool,
 ) -> Result<(), u8> {
-    let workflow = validate(path)?;
+    let workflow = prepare(path, args)?;
     let host = host()?;
-    let outcome = engine::run(&workflow, &host, &RunOptions { input, out })
+    let options = RunOptions {
+        input: args.input.clone(),
+        out,
+        backends: backends(args),
+        observer: Arc::new(Progress::new(quiet || json)),
+        stop_after: None,
+    };
+    let outcome = engine::run(&workflow, &host, &options)
         .await
-        .map_err(|e| {
-            fail(
-                match e {
-                    engine::EngineError::MissingInput(_) => 2,
-                    engine::EngineError::Record { .. } => 1,
-                },
-                &format!("error: {e}"),
-            )
-        })?;
+        .map_err(|e| engine_failure(&e))?;
     if json {
         let summary = serde_json::json!({ "run_dir": outcome.dir, "metrics": outcome.metrics });
         println!(
@@ -228,6 +325,9 @@ async fn run_workflow(
         );
     } else {
         print!("{}", timing_table(&outcome.metrics));
+        for report in &outcome.metrics.reports {
+            println!("report: {}", outcome.dir.join(report).display());
+        }
         println!("run record: {}", outcome.dir.display());
     }
     for stage in outcome.metrics.stages.iter().filter(|s| s.error.is_some()) {
@@ -238,8 +338,104 @@ async fn run_workflow(
             );
         }
     }
+    for error in &outcome.metrics.report_errors {
+        eprintln!("error: report of {error}");
+    }
     match outcome.metrics.status {
         RunStatus::Ok => Ok(()),
         RunStatus::Failed => Err(1),
     }
+}
+
+async fn render(
+    path: &std::path::Path,
+    stage: &str,
+    agent: Option<&str>,
+    args: &RunArgs,
+) -> Result<(), u8> {
+    let workflow = prepare(path, args)?;
+    let matches: Vec<_> = workflow
+        .stages()
+        .filter(|(a, s)| s.id == stage && agent.is_none_or(|id| a.id == id))
+        .map(|(a, _)| a.id.clone())
+        .collect();
+    let agent = match matches.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let ids: Vec<String> = workflow
+                .stages()
+                .map(|(a, s)| format!("`{}/{}`", a.id, s.id))
+                .collect();
+            return Err(fail(
+                2,
+                &format!(
+                    "error: no stage `{stage}` in `{}`; stages: {}",
+                    workflow.name,
+                    ids.join(", ")
+                ),
+            ));
+        }
+        _ => {
+            return Err(fail(
+                2,
+                &format!(
+                    "error: several agents have a stage `{stage}`; choose one with `--agent`: {}",
+                    matches.join(", ")
+                ),
+            ));
+        }
+    };
+    let host = host()?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| fail(1, &format!("error: cannot create a scratch directory: {e}")))?;
+    let dry: Arc<dyn crate::llm::Backend> = Arc::new(engine::DryRun);
+    let options = RunOptions {
+        input: args.input.clone(),
+        out: Some(scratch.path().to_path_buf()),
+        backends: engine::Backends {
+            ollama: dry.clone(),
+            openai: Some(dry.clone()),
+            embedded: Some(dry),
+        },
+        observer: Arc::new(engine::Silent),
+        stop_after: Some((agent.clone(), stage.to_owned())),
+    };
+    let outcome = engine::run(&workflow, &host, &options)
+        .await
+        .map_err(|e| engine_failure(&e))?;
+    if let Some(failed) = outcome.metrics.stages.iter().find(|s| s.error.is_some()) {
+        let error = failed
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return Err(fail(
+            1,
+            &format!(
+                "error: stage `{}/{}` failed before its prompt was complete: {error}",
+                failed.agent, failed.stage
+            ),
+        ));
+    }
+    let calls: Vec<_> = outcome
+        .calls
+        .iter()
+        .filter(|c| c.agent == agent && c.stage == stage)
+        .collect();
+    if calls.is_empty() {
+        return Err(fail(
+            1,
+            &format!("error: stage `{agent}/{stage}` made no model call, so it has no prompt"),
+        ));
+    }
+    for (i, call) in calls.iter().enumerate() {
+        if calls.len() > 1 {
+            println!("=== call {} of {} ===", i + 1, calls.len());
+        }
+        for message in &call.messages {
+            println!("--- {} ---", message.role);
+            println!("{}", message.content.trim_end());
+        }
+    }
+    Ok(())
 }

@@ -8,7 +8,9 @@
 
 pub mod cli;
 pub mod engine;
+pub mod llm;
 pub mod plugin;
+pub mod progress;
 pub mod record;
 pub mod template;
 pub mod workflow;

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod __bindings {
     wit_bindgen::generate!({
         path: "../../wit",

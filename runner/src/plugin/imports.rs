@@ -19,6 +19,17 @@ pub struct LlmReply {
     pub prompt_eval_count: u32,
 }
 
+/// Why the host could not generate for a plugin (becomes the WIT `llm-error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// No model configured, or the backend is unavailable.
+    NoBackend(String),
+    /// The model or the call is not allowed for this stage.
+    NotAllowed(String),
+    /// The backend failed; the text names host, model and what to do.
+    Failed(String),
+}
+
 /// A boxed future, as trait objects need.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -28,7 +39,7 @@ pub trait LlmGateway: Send + Sync {
     fn generate(
         &self,
         messages: Vec<(String, String)>,
-    ) -> BoxFuture<'_, Result<LlmReply, llm::LlmError>>;
+    ) -> BoxFuture<'_, Result<LlmReply, GatewayError>>;
 }
 
 /// Where a stage's `template.render` goes.
@@ -109,11 +120,16 @@ impl llm::Host for StageState {
         let start = Instant::now();
         let reply = gateway.generate(messages).await;
         self.llm_time += start.elapsed();
-        reply.map(|r| llm::GenerateResponse {
-            text: r.text,
-            eval_count: r.eval_count,
-            prompt_eval_count: r.prompt_eval_count,
-        })
+        match reply {
+            Ok(r) => Ok(llm::GenerateResponse {
+                text: r.text,
+                eval_count: r.eval_count,
+                prompt_eval_count: r.prompt_eval_count,
+            }),
+            Err(GatewayError::NoBackend(m)) => Err(llm::LlmError::NoBackend(m)),
+            Err(GatewayError::NotAllowed(m)) => Err(llm::LlmError::NotAllowed(m)),
+            Err(GatewayError::Failed(m)) => Err(llm::LlmError::Failed(m)),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ mod resolve;
 
 pub use builtin::{Builtin, GUEST_BUILD_DIR, builtins};
 pub use cache::{ComponentCache, LoadKind};
-pub use imports::{BoxFuture, LlmGateway, LlmReply, StageServices, TemplateRenderer};
+pub use imports::{BoxFuture, GatewayError, LlmGateway, LlmReply, StageServices, TemplateRenderer};
 pub use resolve::{PluginSource, Resolver};
 
 use imports::StageState;
@@ -70,7 +70,7 @@ pub enum PluginError {
 pub enum StageFailure {
     #[error("{0}")]
     Failed(String),
-    #[error("invalid `with:` configuration: {0}")]
+    #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error("the plugin crashed: {0}")]
     Trap(String),
@@ -338,6 +338,28 @@ impl PluginHost {
             config_schema: serde_json::from_str(&info.config_schema)
                 .map_err(|e| fail(format!("config schema is not JSON: {e}")))?,
         })
+    }
+
+    /// Creates a fresh store and instantiates `prepared` in it, without calling
+    /// the guest: what every stage pays before `run`. For benchmarks.
+    ///
+    /// # Errors
+    /// When instantiation fails.
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self, prepared: &Prepared) -> Result<(), PluginError> {
+        let (mut store, _) = self.store(WasiCtxBuilder::new(), StageServices::none(), 64 << 20);
+        store.set_epoch_deadline(1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        store.epoch_deadline_callback(move |_| Ok(deadline_check(deadline)));
+        prepared
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| PluginError::Invalid {
+                name: prepared.name.clone(),
+                reason: format!("{e:#}"),
+            })
     }
 
     /// Runs one stage in a fresh store that sees only the granted directories.

@@ -4,10 +4,13 @@
 
 mod diagnostic;
 pub mod options;
+pub mod overrides;
 mod schema;
 mod validate;
 
 pub use diagnostic::{Diagnostic, FileErrors, Pos};
+pub use overrides::{OverrideError, Overrides};
+pub use validate::parse_duration;
 
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -59,7 +62,11 @@ pub struct Workflow {
 #[derive(Debug, Clone)]
 pub struct Agent {
     pub id: String,
+    /// The name people read; the id when the workflow gives none.
+    pub title: String,
     pub description: Option<String>,
+    /// Report template, rendered host-side into `report.md` after the stages.
+    pub report: Option<Located<String>>,
     /// Persona template name.
     pub persona: Option<Located<String>>,
     pub stages: Vec<Stage>,

@@ -28,8 +28,14 @@ pub struct RawWorkflow {
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub id: Spanned<String>,
+    /// The name people read in the report (`Chimera Agent A`); the id when absent.
+    #[serde(default)]
+    pub title: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Report template rendered host-side after the agent's stages.
+    #[serde(default)]
+    pub report: Option<Spanned<String>>,
     /// Persona template name.
     #[serde(default)]
     pub persona: Option<Spanned<String>>,

@@ -183,12 +183,17 @@ fn check_agent(
             check_stage(stage, model, errors)
         })
         .collect();
-    if let Some(persona) = &agent.persona {
-        check_template_name(persona, errors);
+    for template in [&agent.persona, &agent.report].into_iter().flatten() {
+        check_template_name(template, errors);
     }
     Agent {
         id: agent.id.value.clone(),
+        title: agent
+            .title
+            .clone()
+            .unwrap_or_else(|| agent.id.value.clone()),
         description: agent.description.clone(),
+        report: agent.report.as_ref().map(located),
         persona: agent.persona.as_ref().map(located),
         stages,
     }

@@ -2,6 +2,8 @@
 //! (versioned) and each stage's output, written atomically so an interrupted
 //! or failed run still leaves a readable record of what completed.
 
+pub mod report;
+
 use crate::plugin::{LoadKind, StageFailure};
 use serde::Serialize;
 use std::io::Write;
@@ -71,6 +73,13 @@ pub struct RunMetrics {
     pub status: RunStatus,
     pub total_ms: f64,
     pub stages: Vec<StageMetrics>,
+    /// Every LLM call: backend, host, model, options, TTFT, tokens/s, counts and
+    /// durations (ms); prompts and responses are in `calls.jsonl`.
+    pub calls: Vec<serde_json::Value>,
+    /// Report files written (relative to the run directory).
+    pub reports: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub report_errors: Vec<String>,
 }
 
 /// A run directory.

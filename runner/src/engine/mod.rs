@@ -2,14 +2,25 @@
 //! its own sandbox with the outputs of the agent's earlier stages as input.
 //! A failed stage skips the rest of its agent; other agents still run.
 
+mod dry_run;
+mod gateway;
+
+pub use dry_run::DryRun;
+
+pub use gateway::{CallEntry, CallLog};
+
+use crate::llm::{Backend, CallRecord};
 use crate::plugin::{
-    Grant, PluginHost, PluginSource, Resolver, StageFailure, StageRequest, StageServices,
+    Grant, LlmGateway, PluginHost, PluginSource, Resolver, StageFailure, StageRequest,
+    StageServices,
 };
 use crate::record::{
     METRICS_SCHEMA_VERSION, RunDir, RunMetrics, RunStatus, StageMetrics, StageStatus, ms,
 };
 use crate::template::Templates;
+use crate::workflow::BackendKind;
 use crate::workflow::{Diagnostic, Stage, Workflow};
+use gateway::StageGateway;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,13 +38,87 @@ pub enum EngineError {
     },
 }
 
+/// Hears what a run does as it happens (progress bars, logs). Every method
+/// has a do-nothing default.
+pub trait Observer: Send + Sync {
+    /// A stage is about to load its plugin.
+    fn stage_started(&self, _agent: &str, _stage: &str) {}
+    /// A piece of model output streamed in.
+    fn token(&self, _agent: &str, _stage: &str, _piece: &str) {}
+    /// An LLM call ended (successfully or not).
+    fn call_finished(&self, _agent: &str, _stage: &str, _record: &CallRecord) {}
+    /// A stage ended; its metrics are final.
+    fn stage_finished(&self, _metrics: &StageMetrics) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// The LLM backends a run can use, created once and shared by every stage.
+#[derive(Clone)]
+pub struct Backends {
+    pub ollama: Arc<dyn Backend>,
+    pub openai: Option<Arc<dyn Backend>>,
+    pub embedded: Option<Arc<dyn Backend>>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends").finish_non_exhaustive()
+    }
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self {
+            ollama: Arc::new(crate::llm::OllamaBackend::new(
+                crate::llm::Timeouts::default(),
+            )),
+            openai: None,
+            embedded: None,
+        }
+    }
+}
+
+impl Backends {
+    fn get(&self, kind: BackendKind) -> Result<Arc<dyn Backend>, StageFailure> {
+        let backend = match kind {
+            BackendKind::Ollama => Some(self.ollama.clone()),
+            BackendKind::Openai => self.openai.clone(),
+            BackendKind::Embedded => self.embedded.clone(),
+        };
+        backend.ok_or_else(|| {
+            StageFailure::Failed(format!(
+                "backend `{}` is not available in this build",
+                kind.as_str()
+            ))
+        })
+    }
+}
+
 /// What a run needs besides the workflow.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// The directory grants are relative to.
     pub input: PathBuf,
     /// The run directory; a new `runs/<timestamp>-<workflow>` under the current directory when `None`.
     pub out: Option<PathBuf>,
+    pub backends: Backends,
+    pub observer: Arc<dyn Observer>,
+    /// Stop after this (agent, stage) has run; the rest of the workflow is not run.
+    pub stop_after: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("input", &self.input)
+            .field("out", &self.out)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A finished run.
@@ -41,6 +126,8 @@ pub struct RunOptions {
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub metrics: RunMetrics,
+    /// Every LLM call, with its messages.
+    pub calls: Vec<CallEntry>,
 }
 
 /// Checks what `Workflow::load` cannot: plugins resolve and templates exist.
@@ -70,6 +157,9 @@ pub fn check_references(
     for agent in &workflow.agents {
         if let Some(persona) = &agent.persona {
             template(persona, "persona");
+        }
+        if let Some(report) = &agent.report {
+            template(report, "report");
         }
         for stage in &agent.stages {
             if let Some(prompt) = &stage.prompt {
@@ -164,11 +254,22 @@ pub async fn run(
         status: RunStatus::Ok,
         total_ms: 0.0,
         stages: Vec::new(),
+        calls: Vec::new(),
+        reports: Vec::new(),
+        report_errors: Vec::new(),
     };
 
+    let calls = Arc::new(CallLog::default());
+    let reporting = workflow
+        .agents
+        .iter()
+        .filter(|a| a.report.is_some())
+        .count();
     for agent in &workflow.agents {
         let mut outputs = Map::new();
         let mut failed = false;
+        let agent_clock = Instant::now();
+        let first_stage = metrics.stages.len();
         for stage in &agent.stages {
             let span = tracing::info_span!("stage", agent = %agent.id, stage = %stage.id, plugin = %stage.plugin.value);
             let _guard = span.enter();
@@ -188,19 +289,17 @@ pub async fn run(
                 output_bytes: 0,
             };
             if !failed {
+                options.observer.stage_started(&agent.id, &stage.id);
                 let stage_clock = Instant::now();
-                let result = run_stage(
+                let context = StageContext {
                     workflow,
                     host,
-                    &resolver,
-                    &templates,
+                    resolver: &resolver,
+                    templates: &templates,
                     options,
-                    agent,
-                    stage,
-                    &outputs,
-                    &mut record,
-                )
-                .await;
+                    calls: &calls,
+                };
+                let result = run_stage(&context, agent, stage, &outputs, &mut record).await;
                 record.wall_ms = ms(stage_clock.elapsed());
                 match result {
                     Ok(output) => {
@@ -221,34 +320,128 @@ pub async fn run(
                     }
                 }
             }
+            options.observer.stage_finished(&record);
             metrics.stages.push(record);
             metrics.total_ms = ms(clock.elapsed());
+            metrics.calls = calls.entries().iter().map(call_summary).collect();
+            write_calls(&dir, &calls).map_err(record_err)?;
             dir.write_json("metrics.json", &metrics)
                 .map_err(record_err)?;
+            if options
+                .stop_after
+                .as_ref()
+                .is_some_and(|(a, s)| *a == agent.id && *s == stage.id)
+            {
+                return finish(dir, metrics, clock, calls);
+            }
+        }
+        if let Some(template) = &agent.report {
+            let entries = calls.entries();
+            let agent_calls: Vec<&CallEntry> =
+                entries.iter().filter(|c| c.agent == agent.id).collect();
+            let stage_records: Vec<&StageMetrics> = metrics.stages[first_stage..].iter().collect();
+            let context = crate::record::report::context(
+                &workflow.name,
+                agent,
+                started,
+                agent_clock.elapsed().as_secs_f64(),
+                &stage_records,
+                &outputs,
+                &agent_calls,
+            );
+            let name = if reporting == 1 {
+                "report.md".to_owned()
+            } else {
+                format!("report-{}.md", agent.id)
+            };
+            match templates.render(&template.value, &context) {
+                Ok(text) => {
+                    dir.write(&name, text.as_bytes()).map_err(record_err)?;
+                    metrics.reports.push(name);
+                }
+                Err(e) => {
+                    tracing::error!(agent = %agent.id, error = %e, "report template failed");
+                    metrics
+                        .report_errors
+                        .push(format!("agent `{}`: {e}", agent.id));
+                    metrics.status = RunStatus::Failed;
+                }
+            }
         }
     }
+    finish(dir, metrics, clock, calls)
+}
+
+/// Stamps the end of the run and writes the final `metrics.json`.
+fn finish(
+    dir: RunDir,
+    mut metrics: RunMetrics,
+    clock: Instant,
+    calls: Arc<CallLog>,
+) -> Result<RunOutcome, EngineError> {
     metrics.total_ms = ms(clock.elapsed());
     metrics.finished_at = Some(jiff::Timestamp::now().to_string());
     dir.write_json("metrics.json", &metrics)
-        .map_err(record_err)?;
+        .map_err(|source| EngineError::Record {
+            path: dir.path().to_path_buf(),
+            source,
+        })?;
     Ok(RunOutcome {
         dir: dir.path().to_path_buf(),
         metrics,
+        calls: calls.entries(),
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Writes every LLM call so far (prompts, responses, metrics) as JSON lines.
+fn write_calls(dir: &RunDir, calls: &CallLog) -> std::io::Result<()> {
+    let mut text = Vec::new();
+    for entry in calls.entries() {
+        serde_json::to_writer(&mut text, &entry).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+    }
+    dir.write("calls.jsonl", &text).map(drop)
+}
+
+/// A call's metrics without the prompt and response text, for metrics.json.
+fn call_summary(entry: &CallEntry) -> Value {
+    let mut value = serde_json::to_value(entry).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("messages");
+        let chars = map
+            .remove("text")
+            .and_then(|t| t.as_str().map(str::len))
+            .unwrap_or(0);
+        map.insert("text_bytes".into(), chars.into());
+    }
+    value
+}
+
+/// What every stage of a run shares.
+struct StageContext<'a> {
+    workflow: &'a Workflow,
+    host: &'a PluginHost,
+    resolver: &'a Resolver,
+    templates: &'a Arc<Templates>,
+    options: &'a RunOptions,
+    calls: &'a Arc<CallLog>,
+}
+
 async fn run_stage(
-    workflow: &Workflow,
-    host: &PluginHost,
-    resolver: &Resolver,
-    templates: &Arc<Templates>,
-    options: &RunOptions,
+    cx: &StageContext<'_>,
     agent: &crate::workflow::Agent,
     stage: &Stage,
     outputs: &Map<String, Value>,
     record: &mut StageMetrics,
 ) -> Result<Value, StageFailure> {
+    let StageContext {
+        workflow,
+        host,
+        resolver,
+        templates,
+        options,
+        calls,
+    } = *cx;
     let source: PluginSource = resolver
         .resolve(&stage.plugin.value, &workflow.dir)
         .map_err(|e| StageFailure::Failed(e.to_string()))?;
@@ -270,8 +463,19 @@ async fn run_stage(
         timeout: stage.timeout,
         memory_limit: stage.memory_limit,
     };
+    let llm = match &stage.model {
+        Some(model) => Some(Arc::new(StageGateway {
+            backend: options.backends.get(model.backend)?,
+            model: model.clone(),
+            agent: agent.id.clone(),
+            stage: stage.id.clone(),
+            log: calls.clone(),
+            observer: options.observer.clone(),
+        }) as Arc<dyn LlmGateway>),
+        None => None,
+    };
     let services = StageServices {
-        llm: None,
+        llm,
         templates: Some(templates.clone()),
         label: format!("{}/{}", agent.id, stage.id),
     };

@@ -1,0 +1,106 @@
+//! The bridge from a stage's `llm.generate` to an LLM backend: picks the
+//! stage's model, measures and logs every call, and reports progress.
+
+use super::Observer;
+use crate::llm::{Backend, CallRecord, Message};
+use crate::plugin::{BoxFuture, GatewayError, LlmGateway, LlmReply};
+use crate::workflow::ModelSpec;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use tracing::Instrument;
+
+/// One LLM call as `calls.jsonl` keeps it: who made it, what was sent, what came back.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallEntry {
+    pub agent: String,
+    pub stage: String,
+    pub messages: Vec<Message>,
+    #[serde(flatten)]
+    pub record: CallRecord,
+}
+
+/// Every call of a run, in order.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    entries: Mutex<Vec<CallEntry>>,
+}
+
+impl CallLog {
+    fn push(&self, entry: CallEntry) {
+        self.entries.lock().expect("call log poisoned").push(entry);
+    }
+
+    /// A copy of the entries so far.
+    pub fn entries(&self) -> Vec<CallEntry> {
+        self.entries.lock().expect("call log poisoned").clone()
+    }
+}
+
+/// What a stage's model calls go through.
+pub struct StageGateway {
+    pub backend: Arc<dyn Backend>,
+    pub model: ModelSpec,
+    pub agent: String,
+    pub stage: String,
+    pub log: Arc<CallLog>,
+    pub observer: Arc<dyn Observer>,
+}
+
+impl LlmGateway for StageGateway {
+    fn generate(
+        &self,
+        messages: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Result<LlmReply, GatewayError>> {
+        Box::pin(async move {
+            let messages: Vec<Message> = messages
+                .into_iter()
+                .map(|(role, content)| Message { role, content })
+                .collect();
+            let observer = self.observer.clone();
+            let (agent, stage) = (self.agent.clone(), self.stage.clone());
+            let on_token = move |piece: &str| observer.token(&agent, &stage, piece);
+            let span = tracing::info_span!("llm_call", backend = self.backend.name(), model = %self.model.name);
+            let result = self
+                .backend
+                .chat(&self.model, &messages, &on_token)
+                .instrument(span)
+                .await;
+            let (record, outcome) = match result {
+                Ok(record) => {
+                    let reply = LlmReply {
+                        text: record.text.clone(),
+                        eval_count: record
+                            .eval_count
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                        prompt_eval_count: record
+                            .prompt_eval_count
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                    };
+                    (record, Ok(reply))
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    (*e.record, Err(GatewayError::Failed(message)))
+                }
+            };
+            tracing::info!(
+                ttft_ms = record.ttft_ms,
+                tokens_per_second = record.tokens_per_second,
+                eval_count = record.eval_count,
+                ok = outcome.is_ok(),
+                "llm call finished"
+            );
+            self.observer
+                .call_finished(&self.agent, &self.stage, &record);
+            self.log.push(CallEntry {
+                agent: self.agent.clone(),
+                stage: self.stage.clone(),
+                messages,
+                record,
+            });
+            outcome
+        })
+    }
+}

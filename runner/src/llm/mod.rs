@@ -1,0 +1,204 @@
+//! LLM backends and call metrics.
+//!
+//! A [`Backend`] streams one chat completion and returns a [`CallRecord`]: the
+//! text plus what the call cost (time to first token, tokens per second, the
+//! server's own durations). Timings come from the host's clock, never from a
+//! plugin. A failed call still carries its record (partial text, whatever
+//! metrics were seen) inside [`LlmError`], so a run can show what happened.
+//!
+//! Backends: [`OllamaBackend`] (native `/api/chat`, NDJSON streaming).
+
+mod ndjson;
+mod ollama;
+
+pub use crate::workflow::ModelSpec;
+pub use ndjson::{DEFAULT_MAX_LINE, NdjsonDecoder, NdjsonError};
+pub use ollama::{OllamaBackend, resolve_ollama_host};
+
+use crate::plugin::BoxFuture;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::time::Duration;
+
+/// One chat message, as the server's `messages` array carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// The text of the message.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with `role` and `content`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// How long a call may wait on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For the TCP (and TLS) connection to the server.
+    pub connect: Duration,
+    /// The longest gap allowed between two pieces of the response (and before
+    /// the response headers, which include the model load): a larger gap is a
+    /// stalled stream.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What one LLM call did and cost; one entry of a run's `metrics.json`.
+///
+/// Durations are milliseconds (the server reports nanoseconds); a field is
+/// `None` when the server did not report it (for example, the call failed
+/// before the final chunk).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// `ollama`, …
+    pub backend: String,
+    /// The server's base URL, e.g. `http://127.0.0.1:11434`.
+    pub host: String,
+    /// The model's name, `name:tag`.
+    pub model: String,
+    /// The options object exactly as sent.
+    pub options: IndexMap<String, Value>,
+    /// The API path called, e.g. `/api/chat`.
+    pub endpoint: String,
+    /// When the request was sent, RFC 3339.
+    pub started_at: String,
+    /// Client-side: request sent → first non-empty token.
+    pub ttft_ms: Option<f64>,
+    /// Client-side: request sent → end of the response (or the failure).
+    pub wall_ms: f64,
+    /// Server-side: the whole request.
+    pub total_duration_ms: Option<f64>,
+    /// Server-side: loading the model.
+    pub load_duration_ms: Option<f64>,
+    /// Server-side: evaluating the prompt.
+    pub prompt_eval_duration_ms: Option<f64>,
+    /// Server-side: generating the response.
+    pub eval_duration_ms: Option<f64>,
+    /// Prompt tokens the server evaluated.
+    pub prompt_eval_count: Option<u64>,
+    /// Tokens generated.
+    pub eval_count: Option<u64>,
+    /// `eval_count / eval_duration`, in tokens per second.
+    pub tokens_per_second: Option<f64>,
+    /// `stop`, `length`, …
+    pub done_reason: Option<String>,
+    /// The prompt probably did not fit the context window (see the backend for
+    /// the heuristic).
+    pub prompt_truncated: bool,
+    /// The whole response, or the part received before a failure.
+    pub text: String,
+    /// Requests made for this call (retries would raise it).
+    pub attempts: u32,
+    /// The failure's message, when the call failed.
+    pub error: Option<String>,
+}
+
+/// Why a call failed, for code that reacts to the kind (retries, exit codes,
+/// metrics). The message a person reads is [`LlmError`]'s `Display`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmErrorKind {
+    /// Nothing listens at the address.
+    ConnectionRefused,
+    /// No connection within [`Timeouts::connect`].
+    ConnectTimeout,
+    /// Any other failure to connect (name resolution, TLS, …) or to get an
+    /// answer (the server closed the connection before its response headers).
+    Connect,
+    /// The server does not have the model (HTTP 404).
+    ModelNotFound,
+    /// The server rejected the request (HTTP 400).
+    BadRequest,
+    /// The server failed (HTTP 500: the model runner crashed, ran out of memory…).
+    ServerError,
+    /// Any other non-success HTTP status (503: the server is busy).
+    Http(u16),
+    /// The stream started, then carried an `{"error": …}` line.
+    ErrorInStream,
+    /// The stream ended (or broke) before the final `done` chunk.
+    IncompleteStream,
+    /// Nothing arrived within [`Timeouts::read`].
+    Stalled,
+    /// The server sent something that is not the protocol.
+    Protocol,
+}
+
+impl fmt::Display for LlmErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ConnectionRefused => f.write_str("connection refused"),
+            Self::ConnectTimeout => f.write_str("connect timeout"),
+            Self::Connect => f.write_str("connection failed"),
+            Self::ModelNotFound => f.write_str("model not found"),
+            Self::BadRequest => f.write_str("bad request"),
+            Self::ServerError => f.write_str("server error"),
+            Self::Http(status) => write!(f, "HTTP {status}"),
+            Self::ErrorInStream => f.write_str("error in stream"),
+            Self::IncompleteStream => f.write_str("incomplete stream"),
+            Self::Stalled => f.write_str("stalled stream"),
+            Self::Protocol => f.write_str("protocol error"),
+        }
+    }
+}
+
+/// A failed LLM call: what went wrong, and the record of the call so far
+/// (partial text, whatever metrics were seen; `record.error` holds the message).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct LlmError {
+    /// The class of failure.
+    pub kind: LlmErrorKind,
+    /// What happened and what to do, naming the host and the model.
+    pub message: String,
+    /// The call so far: partial text, the metrics seen, the message in `error`.
+    pub record: Box<CallRecord>,
+}
+
+impl LlmError {
+    /// An error of `kind`; stores `message` in the record too.
+    pub fn new(kind: LlmErrorKind, message: String, mut record: CallRecord) -> Self {
+        record.error = Some(message.clone());
+        Self {
+            kind,
+            message,
+            record: Box::new(record),
+        }
+    }
+}
+
+/// A server (or library) that completes chats.
+pub trait Backend: Send + Sync {
+    /// The backend's name as workflows write it (`ollama`, …).
+    fn name(&self) -> &'static str;
+
+    /// Streams a chat completion; `on_token` is called with each non-empty
+    /// piece of text as it arrives.
+    ///
+    /// # Errors
+    /// When the server cannot be reached, refuses the request, or the stream
+    /// fails; the error carries the record of the call so far.
+    fn chat<'a>(
+        &'a self,
+        model: &'a ModelSpec,
+        messages: &'a [Message],
+        on_token: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<CallRecord, LlmError>>;
+}
