@@ -17,6 +17,7 @@ fn model_at(host: &str, options: &[(&str, Value)], keep_alive: Option<Value>) ->
         backend: BackendKind::Ollama,
         name: MODEL.into(),
         host: Some(host.into()),
+        api_key_env: None,
         keep_alive,
         options: options
             .iter()

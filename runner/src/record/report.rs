@@ -148,6 +148,7 @@ mod tests {
             backend: BackendKind::Ollama,
             name: "gemma3:latest".into(),
             host: None,
+            api_key_env: None,
             keep_alive: None,
             options,
         };

@@ -121,7 +121,10 @@ impl BackendKind {
 pub struct ModelSpec {
     pub backend: BackendKind,
     pub name: String,
+    /// The server address (`ollama`, `openai`); backends have defaults.
     pub host: Option<String>,
+    /// The environment variable holding the API key (`openai`).
+    pub api_key_env: Option<String>,
     pub keep_alive: Option<Value>,
     pub options: IndexMap<String, Value>,
 }

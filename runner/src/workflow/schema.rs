@@ -84,6 +84,10 @@ pub struct RawModel {
     /// The backend's address, over `OLLAMA_HOST` and the defaults.
     #[serde(default)]
     pub host: Option<Spanned<String>>,
+    /// For the `openai` backend: the name of the environment variable that
+    /// holds the API key (the key itself never appears in a workflow or record).
+    #[serde(default)]
+    pub api_key_env: Option<Spanned<String>>,
     /// How long Ollama keeps the model loaded (`5m`, `0`).
     #[serde(default)]
     pub keep_alive: Option<Spanned<Value>>,

@@ -361,12 +361,14 @@ fn merge_models(
     let mut backend: Option<&Spanned<String>> = None;
     let mut name = None;
     let mut host = None;
+    let mut api_key_env = None;
     let mut keep_alive = None;
     let mut options = indexmap::IndexMap::new();
     for level in levels.iter().flatten() {
         backend = level.backend.as_ref().or(backend);
         name = level.name.as_ref().or(name);
         host = level.host.as_ref().or(host);
+        api_key_env = level.api_key_env.as_ref().or(api_key_env);
         keep_alive = level.keep_alive.as_ref().or(keep_alive);
         for (k, v) in &level.options {
             if let Err((msg, help)) = options::check(&k.value, &v.value) {
@@ -416,6 +418,7 @@ fn merge_models(
         backend: backend_kind,
         name: name.value.clone(),
         host: host.map(|h| h.value.clone()),
+        api_key_env: api_key_env.map(|k| k.value.clone()),
         keep_alive: keep_alive.map(|k| k.value.clone()),
         options,
     })

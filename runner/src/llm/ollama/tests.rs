@@ -6,6 +6,7 @@ fn spec(options: &[(&str, Value)], keep_alive: Option<Value>) -> ModelSpec {
         backend: BackendKind::Ollama,
         name: "gemma3:latest".into(),
         host: None,
+        api_key_env: None,
         keep_alive,
         options: options
             .iter()
