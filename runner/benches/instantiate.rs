@@ -32,7 +32,9 @@ fn main() {
         println!("compile (cold cache): {:.2} ms", cold.elapsed().as_secs_f64() * 1e3);
         drop(host);
 
+        let start = Instant::now();
         let host = PluginHost::new(ComponentCache::new(Some(cache.path().to_path_buf()))).expect("host");
+        println!("PluginHost::new (engine, linker, epoch ticker): {:.2} ms", start.elapsed().as_secs_f64() * 1e3);
         let warm = Instant::now();
         let loaded2 = host.load(&source).await.expect("load");
         println!("load from disk cache: {:.2} ms ({:?})", warm.elapsed().as_secs_f64() * 1e3, loaded2.kind);

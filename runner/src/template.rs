@@ -120,9 +120,46 @@ impl Templates {
                 TemplateError::Render(describe(&e))
             }
         })?;
-        template
-            .render(context)
-            .map_err(|e| TemplateError::Render(describe(&e)))
+        template.render(context).map_err(|e| {
+            let mut message = describe(&e);
+            // The undefined value may be deep in an include: find the innermost error.
+            let mut inner = &e;
+            while let Some(next) = std::error::Error::source(inner)
+                .and_then(|s| s.downcast_ref::<minijinja::Error>())
+            {
+                inner = next;
+            }
+            if inner.kind() == minijinja::ErrorKind::UndefinedError {
+                let missing = self.missing_variables(inner.name().unwrap_or(name), context);
+                if !missing.is_empty() {
+                    message.push_str(&format!("; not in the context: {}", missing.join(", ")));
+                }
+            }
+            TemplateError::Render(message)
+        })
+    }
+
+    /// The variables (`a`, `a.b`) template `name` uses that `context` lacks,
+    /// so an undefined-value error can say which one it was.
+    fn missing_variables(&self, name: &str, context: &Value) -> Vec<String> {
+        let Ok(template) = self.env.get_template(name) else {
+            return Vec::new();
+        };
+        let mut missing: Vec<String> = template
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|path| {
+                let root = path.split('.').next().unwrap_or_default();
+                let mut value = Some(context);
+                for part in path.split('.') {
+                    value = value.and_then(|v| v.get(part));
+                }
+                value.is_none() && self.env.globals().all(|(g, _)| g != root)
+            })
+            .map(|p| format!("`{p}`"))
+            .collect();
+        missing.sort();
+        missing
     }
 }
 
@@ -185,7 +222,8 @@ mod tests {
         );
         let err = t.render("base.j2", &json!({})).unwrap_err().to_string();
         assert!(err.contains("undefined"), "{err}");
-        assert!(err.contains("part.j2"), "names the template: {err}");
+        assert!(err.contains("part.j2:1"), "names the template and line: {err}");
+        assert!(err.contains("not in the context: `who`"), "names the variable: {err}");
     }
 
     #[test]

@@ -11,23 +11,15 @@
 //! let url = fake.url(); // http://127.0.0.1:PORT, for a model's `host:`
 //! ```
 
+use crate::http::{Chunker, Cut, Respond, Server, chunked_head, whole};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::OwnedWriteHalf;
 
-/// Headers larger than this end the connection.
-const MAX_HEAD: usize = 64 * 1024;
-/// Bodies larger than this end the connection.
-const MAX_BODY: usize = 16 * 1024 * 1024;
-/// Requests served on one keep-alive connection before it is closed.
-const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
-/// An idle keep-alive connection is closed after this.
-const IDLE: Duration = Duration::from_secs(30);
+pub use crate::http::{RecordedRequest, refused_url};
+
 const CREATED_AT: &str = "2025-10-17T23:14:07.4Z";
 
 /// How the NDJSON lines are cut into HTTP chunks.
@@ -43,6 +35,17 @@ pub enum Chunking {
     SplitMidLine,
     /// The body re-cut into chunks of `n` bytes, across line boundaries.
     Bytes(usize),
+}
+
+impl Chunking {
+    fn cut(self) -> Cut {
+        match self {
+            Self::LinePerChunk => Cut::Each,
+            Self::LinesPerChunk(n) => Cut::Group(n),
+            Self::SplitMidLine => Cut::Split,
+            Self::Bytes(n) => Cut::Bytes(n),
+        }
+    }
 }
 
 /// What goes wrong, for every chat or generate request.
@@ -183,23 +186,9 @@ impl FakeConfig {
     }
 }
 
-/// One request the fake received.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    /// Names lowercased, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body parsed as JSON; `Null` when empty or not JSON.
-    pub body: Value,
-}
-
 /// A running fake server; stops when dropped.
 pub struct FakeOllama {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl FakeOllama {
@@ -208,177 +197,37 @@ impl FakeOllama {
     /// # Panics
     /// When no local port or thread can be had.
     pub fn start(config: FakeConfig) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("the listener's address");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (shutdown, stop) = oneshot::channel();
-        let recorded = Arc::clone(&requests);
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-ollama-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the fake server");
-                // Dropping the runtime afterwards cancels connections still open.
-                runtime.block_on(serve(listener, Arc::new(config), recorded, stop));
-            })
-            .expect("a thread for the fake server");
         Self {
-            addr,
-            requests,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            server: Server::start("fake-ollama", Ollama(config)),
         }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.server.requests()
     }
 }
 
-impl Drop for FakeOllama {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+struct Ollama(FakeConfig);
 
-/// A local URL where nothing listens (the port was just freed), for
-/// connection-refused tests.
-///
-/// # Panics
-/// When no local port can be had.
-pub fn refused_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
-    let addr = listener.local_addr().expect("the listener's address");
-    drop(listener);
-    format!("http://{addr}")
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    config: Arc<FakeConfig>,
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let Ok(listener) = TcpListener::from_std(listener) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                tokio::spawn(connection(stream, Arc::clone(&config), Arc::clone(&requests)));
-            }
-        }
+impl Respond for Ollama {
+    async fn respond(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        request: &RecordedRequest,
+    ) -> std::io::Result<bool> {
+        respond(writer, request, &self.0).await
     }
-}
-
-async fn connection(
-    stream: TcpStream,
-    config: Arc<FakeConfig>,
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(reader);
-    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
-        let Ok(Ok(Some(request))) = tokio::time::timeout(IDLE, read_request(&mut reader)).await
-        else {
-            return;
-        };
-        requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(request.clone());
-        let close = request
-            .headers
-            .iter()
-            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
-        let open = matches!(respond(&mut writer, &request, &config).await, Ok(true));
-        if close || !open {
-            return;
-        }
-    }
-}
-
-/// Reads one request; `None` at a clean end of the connection.
-async fn read_request(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> std::io::Result<Option<RecordedRequest>> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let mut head = Vec::new();
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await? == 0 {
-            return if lines.is_empty() {
-                Ok(None)
-            } else {
-                Err(bad("cut request head"))
-            };
-        }
-        head.extend_from_slice(line.as_bytes());
-        if head.len() > MAX_HEAD {
-            return Err(bad("request head too large"));
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.is_empty() {
-            break;
-        }
-        lines.push(line);
-    }
-    let mut first = lines
-        .first()
-        .map(|l| l.split_whitespace())
-        .ok_or_else(|| bad("no request line"))?;
-    let method = first.next().unwrap_or_default().to_owned();
-    let path = first.next().unwrap_or_default().to_owned();
-    let headers: Vec<(String, String)> = lines[1..]
-        .iter()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    if length > MAX_BODY {
-        return Err(bad("request body too large"));
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).await?;
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(Some(RecordedRequest {
-        method,
-        path,
-        headers,
-        body,
-    }))
 }
 
 /// Answers one request; `Ok(false)` when the connection must close.
@@ -438,37 +287,6 @@ async fn respond<W: AsyncWrite + Unpin>(
     }
 }
 
-/// A whole (not streamed) response.
-async fn whole<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    status: u16,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<bool> {
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        reason(status),
-        body.len()
-    );
-    writer.write_all(head.as_bytes()).await?;
-    writer.write_all(body.as_bytes()).await?;
-    writer.flush().await?;
-    Ok(true)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
 /// Streams the scripted tokens as NDJSON.
 async fn stream<W: AsyncWrite + Unpin>(
     writer: &mut W,
@@ -496,14 +314,8 @@ async fn stream<W: AsyncWrite + Unpin>(
         None => request.body["prompt"].as_str().map_or(0, str::len),
     };
     // Like Ollama, the headers go out with the first line.
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let mut out = Chunker {
-        writer,
-        mode: config.chunking,
-        head: Some(head.as_bytes().to_vec()),
-        pending: Vec::new(),
-        pending_lines: 0,
-    };
+    let head = chunked_head("application/x-ndjson");
+    let mut out = Chunker::new(writer, config.chunking.cut(), head);
     for i in 0..=config.tokens.len() {
         let delay = if i == 0 {
             config.first_token_delay
@@ -519,7 +331,7 @@ async fn stream<W: AsyncWrite + Unpin>(
                     .error_text
                     .as_deref()
                     .unwrap_or("an error was encountered while running the model: unexpected EOF");
-                out.line(&json!({ "error": error })).await?;
+                out.unit(&ndjson_line(&json!({ "error": error }))).await?;
                 out.end().await?;
                 return Ok(true);
             }
@@ -539,7 +351,7 @@ async fn stream<W: AsyncWrite + Unpin>(
             _ => {}
         }
         match config.tokens.get(i) {
-            Some(token) => out.line(&line(token, false)).await?,
+            Some(token) => out.unit(&ndjson_line(&line(token, false))).await?,
             None => {
                 let mut done = line("", true);
                 if let (Some(done), Value::Object(metrics)) =
@@ -547,7 +359,7 @@ async fn stream<W: AsyncWrite + Unpin>(
                 {
                     done.extend(metrics);
                 }
-                out.line(&done).await?;
+                out.unit(&ndjson_line(&done)).await?;
             }
         }
     }
@@ -555,77 +367,8 @@ async fn stream<W: AsyncWrite + Unpin>(
     Ok(true)
 }
 
-/// Cuts lines into HTTP chunks following a [`Chunking`].
-struct Chunker<'w, W> {
-    writer: &'w mut W,
-    mode: Chunking,
-    /// The response head, sent with the first chunk.
-    head: Option<Vec<u8>>,
-    pending: Vec<u8>,
-    pending_lines: usize,
-}
-
-impl<W: AsyncWrite + Unpin> Chunker<'_, W> {
-    async fn line(&mut self, value: &Value) -> std::io::Result<()> {
-        let mut line = value.to_string().into_bytes();
-        line.push(b'\n');
-        match self.mode {
-            Chunking::LinePerChunk => self.chunk(&line).await,
-            Chunking::LinesPerChunk(n) => {
-                self.pending.extend_from_slice(&line);
-                self.pending_lines += 1;
-                if self.pending_lines >= n.max(1) {
-                    self.flush_pending().await?;
-                }
-                Ok(())
-            }
-            Chunking::SplitMidLine => {
-                let cut = line
-                    .iter()
-                    .position(|b| !b.is_ascii())
-                    .map_or(line.len() / 2, |p| p + 1);
-                self.chunk(&line[..cut]).await?;
-                self.chunk(&line[cut..]).await
-            }
-            Chunking::Bytes(n) => {
-                self.pending.extend_from_slice(&line);
-                let n = n.max(1);
-                while self.pending.len() >= n {
-                    let rest = self.pending.split_off(n);
-                    let piece = std::mem::replace(&mut self.pending, rest);
-                    self.chunk(&piece).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn flush_pending(&mut self) -> std::io::Result<()> {
-        self.pending_lines = 0;
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut self.pending);
-        self.chunk(&pending).await
-    }
-
-    async fn chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
-        let mut bytes = self.head.take().unwrap_or_default();
-        if !data.is_empty() {
-            bytes.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            bytes.extend_from_slice(data);
-            bytes.extend_from_slice(b"\r\n");
-        }
-        self.writer.write_all(&bytes).await?;
-        self.writer.flush().await
-    }
-
-    /// Ends the chunked body.
-    async fn end(&mut self) -> std::io::Result<()> {
-        self.flush_pending().await?;
-        let mut bytes = self.head.take().unwrap_or_default();
-        bytes.extend_from_slice(b"0\r\n\r\n");
-        self.writer.write_all(&bytes).await?;
-        self.writer.flush().await
-    }
+fn ndjson_line(value: &Value) -> Vec<u8> {
+    let mut line = value.to_string().into_bytes();
+    line.push(b'\n');
+    line
 }

@@ -1,3 +1,5 @@
 //! Shared helpers for integration tests.
 
 pub mod fake_ollama;
+pub mod fake_openai;
+pub mod http;

@@ -6,14 +6,24 @@
 //! plugin. A failed call still carries its record (partial text, whatever
 //! metrics were seen) inside [`LlmError`], so a run can show what happened.
 //!
-//! Backends: [`OllamaBackend`] (native `/api/chat`, NDJSON streaming).
+//! Backends: [`OllamaBackend`] (native `/api/chat`, NDJSON streaming) and
+//! [`OpenAiBackend`] (`/v1/chat/completions` with server-sent events, for
+//! llama.cpp server, vLLM, LM Studio and other OpenAI-compatible servers).
 
+pub mod embedded;
+mod http;
+pub mod models;
 mod ndjson;
 mod ollama;
+pub mod openai;
+mod sse;
 
 pub use crate::workflow::ModelSpec;
+pub use embedded::EmbeddedBackend;
 pub use ndjson::{DEFAULT_MAX_LINE, NdjsonDecoder, NdjsonError};
 pub use ollama::{OllamaBackend, resolve_ollama_host};
+pub use openai::{OpenAiBackend, resolve_openai_base};
+pub use sse::{DEFAULT_MAX_EVENT, SseDecoder, SseError, SseEvent};
 
 use crate::plugin::BoxFuture;
 use indexmap::IndexMap;
@@ -68,15 +78,16 @@ impl Default for Timeouts {
 /// before the final chunk).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
-    /// `ollama`, …
+    /// `ollama`, `openai`, …
     pub backend: String,
     /// The server's base URL, e.g. `http://127.0.0.1:11434`.
     pub host: String,
     /// The model's name, `name:tag`.
     pub model: String,
-    /// The options object exactly as sent.
+    /// The options exactly as sent (for `openai`: under the names the request
+    /// used, without the options that are server settings there).
     pub options: IndexMap<String, Value>,
-    /// The API path called, e.g. `/api/chat`.
+    /// The API path called, e.g. `/api/chat`, `/v1/chat/completions`.
     pub endpoint: String,
     /// When the request was sent, RFC 3339.
     pub started_at: String,
@@ -84,19 +95,23 @@ pub struct CallRecord {
     pub ttft_ms: Option<f64>,
     /// Client-side: request sent → end of the response (or the failure).
     pub wall_ms: f64,
-    /// Server-side: the whole request.
+    /// Server-side: the whole request (`openai`: client-side, the wall time,
+    /// as OpenAI-compatible servers do not report it).
     pub total_duration_ms: Option<f64>,
     /// Server-side: loading the model.
     pub load_duration_ms: Option<f64>,
-    /// Server-side: evaluating the prompt.
+    /// Server-side: evaluating the prompt (`openai`: only when the server
+    /// sends llama.cpp's `timings`).
     pub prompt_eval_duration_ms: Option<f64>,
-    /// Server-side: generating the response.
+    /// Server-side: generating the response (`openai`: from llama.cpp's
+    /// `timings` when sent, else client-side: first token → end of stream).
     pub eval_duration_ms: Option<f64>,
     /// Prompt tokens the server evaluated.
     pub prompt_eval_count: Option<u64>,
     /// Tokens generated.
     pub eval_count: Option<u64>,
-    /// `eval_count / eval_duration`, in tokens per second.
+    /// `eval_count / eval_duration`, in tokens per second (so client-side too
+    /// when `eval_duration_ms` is).
     pub tokens_per_second: Option<f64>,
     /// `stop`, `length`, …
     pub done_reason: Option<String>,
@@ -123,17 +138,25 @@ pub enum LlmErrorKind {
     /// Any other failure to connect (name resolution, TLS, …) or to get an
     /// answer (the server closed the connection before its response headers).
     Connect,
+    /// The model names an environment variable for its API key that is not
+    /// set; no request was made.
+    MissingApiKey,
+    /// The server refused the request's credentials, or wants some (HTTP 401, 403).
+    Unauthorized,
     /// The server does not have the model (HTTP 404).
     ModelNotFound,
     /// The server rejected the request (HTTP 400).
     BadRequest,
     /// The server failed (HTTP 500: the model runner crashed, ran out of memory…).
     ServerError,
+    /// Too many requests (HTTP 429).
+    RateLimited,
     /// Any other non-success HTTP status (503: the server is busy).
     Http(u16),
-    /// The stream started, then carried an `{"error": …}` line.
+    /// The stream started, then carried an `{"error": …}` line (or event).
     ErrorInStream,
-    /// The stream ended (or broke) before the final `done` chunk.
+    /// The stream ended (or broke) before its end (Ollama's `done` chunk, an
+    /// OpenAI `finish_reason` or `[DONE]`).
     IncompleteStream,
     /// Nothing arrived within [`Timeouts::read`].
     Stalled,
@@ -147,9 +170,12 @@ impl fmt::Display for LlmErrorKind {
             Self::ConnectionRefused => f.write_str("connection refused"),
             Self::ConnectTimeout => f.write_str("connect timeout"),
             Self::Connect => f.write_str("connection failed"),
+            Self::MissingApiKey => f.write_str("missing API key"),
+            Self::Unauthorized => f.write_str("unauthorized"),
             Self::ModelNotFound => f.write_str("model not found"),
             Self::BadRequest => f.write_str("bad request"),
             Self::ServerError => f.write_str("server error"),
+            Self::RateLimited => f.write_str("rate limited"),
             Self::Http(status) => write!(f, "HTTP {status}"),
             Self::ErrorInStream => f.write_str("error in stream"),
             Self::IncompleteStream => f.write_str("incomplete stream"),
@@ -184,6 +210,30 @@ impl LlmError {
     }
 }
 
+/// Whether the prompt probably did not fit the context window.
+///
+/// Servers may truncate an overlong prompt silently (Ollama does), so this is
+/// a heuristic, only applied when `num_ctx` is declared: the server evaluated
+/// at least `num_ctx` prompt tokens, or the prompt is longer than `num_ctx`
+/// tokens by the rough rule of 4 bytes per token (close for English text with
+/// common tokenizers; the server's count can be lower than the real prompt
+/// when it reuses a cached prefix, which is why the estimate is checked too).
+pub(crate) fn prompt_truncated(
+    options: &IndexMap<String, Value>,
+    messages: &[Message],
+    prompt_eval_count: Option<u64>,
+) -> bool {
+    let Some(num_ctx) = options.get("num_ctx").and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+    }) else {
+        return false;
+    };
+    let prompt_bytes: usize = messages.iter().map(|m| m.content.len()).sum();
+    let estimate = (prompt_bytes / 4) as u64;
+    prompt_eval_count.is_some_and(|n| n >= num_ctx) || estimate > num_ctx
+}
+
 /// A server (or library) that completes chats.
 pub trait Backend: Send + Sync {
     /// The backend's name as workflows write it (`ollama`, …).
@@ -201,4 +251,25 @@ pub trait Backend: Send + Sync {
         messages: &'a [Message],
         on_token: &'a (dyn Fn(&str) + Send + Sync),
     ) -> BoxFuture<'a, Result<CallRecord, LlmError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn truncation_is_only_suspected_when_num_ctx_is_declared() {
+        let long = [Message::new("user", "x".repeat(10_000))];
+        let none: IndexMap<String, Value> = IndexMap::new();
+        assert!(!prompt_truncated(&none, &long, Some(100_000)));
+
+        let ctx: IndexMap<String, Value> =
+            [("num_ctx".to_owned(), json!(512))].into_iter().collect();
+        // 10 000 bytes ≈ 2 500 tokens > 512.
+        assert!(prompt_truncated(&ctx, &long, None));
+        let short = [Message::new("user", "x".repeat(400))];
+        assert!(!prompt_truncated(&ctx, &short, Some(100)));
+        assert!(prompt_truncated(&ctx, &short, Some(512)));
+    }
 }

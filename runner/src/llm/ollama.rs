@@ -3,32 +3,27 @@
 
 mod host;
 
+use super::http::{Clients, connection_refused, human, ms, quote, source_text};
 use super::ndjson::NdjsonDecoder;
-use super::{Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, Timeouts};
+use super::{
+    Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, Timeouts, prompt_truncated,
+};
 use crate::plugin::BoxFuture;
 use futures_util::StreamExt;
-use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
-use std::error::Error as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::time::timeout;
 use tracing::Instrument as _;
 
-use host::is_loopback;
 pub use host::resolve_ollama_host;
 
 const ENDPOINT: &str = "/api/chat";
-/// How much of an error body a message quotes.
-const MAX_QUOTE: usize = 400;
 
 /// Talks to an Ollama server; the server is chosen per call (see
 /// [`resolve_ollama_host`]).
 pub struct OllamaBackend {
     timeouts: Timeouts,
-    /// For loopback hosts: a proxy from the environment must not capture them.
-    direct: Result<reqwest::Client, String>,
-    /// For other hosts: honours `HTTP_PROXY` and friends.
-    proxied: Result<reqwest::Client, String>,
+    clients: Clients,
 }
 
 impl std::fmt::Debug for OllamaBackend {
@@ -42,19 +37,9 @@ impl std::fmt::Debug for OllamaBackend {
 impl OllamaBackend {
     /// A backend whose calls wait at most `timeouts`.
     pub fn new(timeouts: Timeouts) -> Self {
-        let build = |direct: bool| {
-            let mut builder = reqwest::Client::builder()
-                .connect_timeout(timeouts.connect)
-                .tcp_nodelay(true);
-            if direct {
-                builder = builder.no_proxy();
-            }
-            builder.build().map_err(|e| source_text(&e))
-        };
         Self {
             timeouts,
-            direct: build(true),
-            proxied: build(false),
+            clients: Clients::new(timeouts.connect),
         }
     }
 
@@ -79,12 +64,7 @@ impl OllamaBackend {
             sent: Instant::now(),
             timeouts: self.timeouts,
         };
-        let client = if is_loopback(&host) {
-            &self.direct
-        } else {
-            &self.proxied
-        };
-        let client = match client {
+        let client = match self.clients.pick(&host) {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("cannot start the HTTP client for Ollama at {host}: {e}");
@@ -336,10 +316,7 @@ impl Call {
     /// The request got no HTTP answer.
     fn send_failed(self, e: &reqwest::Error) -> LlmError {
         let (host, model) = (self.record.host.clone(), self.record.model.clone());
-        let refused = std::iter::successors(e.source(), |&s| s.source()).any(|s| {
-            s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        });
+        let refused = connection_refused(e);
         let check =
             "check the address (`OLLAMA_HOST`, or the model's `host:`) and that the server is up";
         let (kind, msg) = if refused {
@@ -453,62 +430,6 @@ fn request_body(model: &ModelSpec, messages: &[Message]) -> Value {
         body.insert("keep_alive".into(), keep_alive.clone());
     }
     Value::Object(body)
-}
-
-/// Whether the prompt probably did not fit the context window.
-///
-/// Ollama truncates an overlong prompt silently, so this is a heuristic, only
-/// applied when `num_ctx` is declared: the server evaluated at least `num_ctx`
-/// prompt tokens, or the prompt is longer than `num_ctx` tokens by the rough
-/// rule of 4 bytes per token (close for English text with common tokenizers;
-/// the server's count can be lower than the real prompt when it reuses a
-/// cached prefix, which is why the estimate is checked too).
-pub(super) fn prompt_truncated(
-    options: &IndexMap<String, Value>,
-    messages: &[Message],
-    prompt_eval_count: Option<u64>,
-) -> bool {
-    let Some(num_ctx) = options.get("num_ctx").and_then(|v| {
-        v.as_u64()
-            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-    }) else {
-        return false;
-    };
-    let prompt_bytes: usize = messages.iter().map(|m| m.content.len()).sum();
-    let estimate = (prompt_bytes / 4) as u64;
-    prompt_eval_count.is_some_and(|n| n >= num_ctx) || estimate > num_ctx
-}
-
-/// The innermost cause of an error: reqwest's outer layers only say "error
-/// sending request".
-fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
-    std::iter::successors(Some(e), |&e| e.source())
-        .last()
-        .map_or_else(String::new, ToString::to_string)
-}
-
-/// A server's text in backticks, cut to a readable length.
-fn quote(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(MAX_QUOTE) {
-        Some((cut, _)) => format!("`{}…`", &text[..cut]),
-        None => format!("`{text}`"),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// `120s`, `1.5s`, `200ms`.
-fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 #[cfg(test)]

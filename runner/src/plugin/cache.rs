@@ -1,10 +1,12 @@
 //! The on-disk cache of compiled components.
 //!
 //! A cache file is named by a key over the component's bytes and the engine's
-//! compatibility hash (wasmtime version and settings), and carries a header
-//! that binds the file to that key and to its own contents. A file Chimera
-//! did not write — foreign, truncated or tampered with — fails the check and
-//! the component is compiled again; it is never handed to the deserializer.
+//! compatibility hash (wasmtime version and settings), and carries a seal: a
+//! keyed BLAKE3 MAC over the key and the contents, under a secret made for
+//! this cache directory on first use (`.seal-key`, mode 0600). A file Chimera
+//! did not write — foreign, copied from another cache, truncated or tampered
+//! with — fails the check and the component is compiled again; it is never
+//! handed to the deserializer.
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -13,7 +15,8 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-const MAGIC: &[u8; 16] = b"chimera-cwasm-v1";
+const MAGIC: &[u8; 16] = b"chimera-cwasm-v2";
+const SEAL_KEY_FILE: &str = ".seal-key";
 const HEADER: usize = MAGIC.len() + 32 + 32;
 
 /// How a component came to be ready.
@@ -32,6 +35,8 @@ pub enum LoadKind {
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
     dir: Option<PathBuf>,
+    /// The MAC key; `None` disables the cache (no directory, or no key could be made).
+    seal_key: Option<[u8; 32]>,
 }
 
 /// Feeds `std::hash::Hash` output into SHA-256, for the engine's compatibility hash.
@@ -49,7 +54,40 @@ impl Hasher for ShaHasher {
 impl ComponentCache {
     /// A cache in `dir`; `None` disables caching.
     pub fn new(dir: Option<PathBuf>) -> Self {
-        Self { dir }
+        let seal_key = dir.as_deref().and_then(|d| match Self::seal_key(d) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), error = %e, "component cache disabled: no seal key");
+                None
+            }
+        });
+        let dir = if seal_key.is_some() { dir } else { None };
+        Self { dir, seal_key }
+    }
+
+    /// Reads the directory's secret, or makes one (0600, created exclusively).
+    fn seal_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+        let path = dir.join(SEAL_KEY_FILE);
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                return Ok(key);
+            }
+            return Err(std::io::Error::other(format!("{} is not a 32-byte key; delete it", path.display())));
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+        // NamedTempFile creates the file with mode 0600.
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        file.write_all(&key)?;
+        match file.persist_noclobber(&path) {
+            Ok(_) => Ok(key),
+            // Another process made it first: use theirs.
+            Err(_) => {
+                let bytes = std::fs::read(&path)?;
+                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| std::io::Error::other("bad seal key"))
+            }
+        }
     }
 
     /// The default directory: `$CHIMERA_CACHE_DIR`, else the user cache dir.
@@ -73,8 +111,8 @@ impl ComponentCache {
             .map(|d| d.join(format!("{}.cwasm", hex::encode(key))))
     }
 
-    fn seal(key: &[u8; 32], body: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
+    fn seal(secret: &[u8; 32], key: &[u8; 32], body: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(secret);
         h.update(MAGIC);
         h.update(key);
         h.update(body);
@@ -85,8 +123,9 @@ impl ComponentCache {
     /// valid cache file (absent, foreign, tampered, or for another engine).
     pub fn load(&self, engine: &Engine, key: &[u8; 32]) -> Option<Component> {
         let path = self.path(key)?;
+        let secret = self.seal_key.as_ref()?;
         let bytes = std::fs::read(&path).ok()?;
-        if let Some(body) = Self::verified_body(&bytes, key) {
+        if let Some(body) = Self::verified_body(secret, &bytes, key) {
             // SAFETY: `body` is byte-for-byte what `store` wrote after
             // `Component::serialize` for this key (checked by the seal), so it
             // is a serialized component produced by this engine configuration.
@@ -104,24 +143,24 @@ impl ComponentCache {
         None
     }
 
-    fn verified_body<'a>(bytes: &'a [u8], key: &[u8; 32]) -> Option<&'a [u8]> {
+    fn verified_body<'a>(secret: &[u8; 32], bytes: &'a [u8], key: &[u8; 32]) -> Option<&'a [u8]> {
         if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
             return None;
         }
         let (stored_key, rest) = bytes[MAGIC.len()..].split_at(32);
         let (seal, body) = rest.split_at(32);
-        (stored_key == key && seal == Self::seal(key, body)).then_some(body)
+        (stored_key == key && seal == Self::seal(secret, key, body)).then_some(body)
     }
 
     /// Writes `component` for `key` atomically; failures only cost a recompile later.
     pub fn store(&self, key: &[u8; 32], component: &Component) {
-        let Some(path) = self.path(key) else { return };
-        if let Err(e) = Self::write(&path, key, component) {
+        let (Some(path), Some(secret)) = (self.path(key), self.seal_key.as_ref()) else { return };
+        if let Err(e) = Self::write(&path, secret, key, component) {
             tracing::warn!(path = %path.display(), error = %e, "could not write the component cache");
         }
     }
 
-    fn write(path: &Path, key: &[u8; 32], component: &Component) -> anyhow::Result<()> {
+    fn write(path: &Path, secret: &[u8; 32], key: &[u8; 32], component: &Component) -> anyhow::Result<()> {
         let body = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
         let dir = path
             .parent()
@@ -130,7 +169,7 @@ impl ComponentCache {
         let mut file = tempfile::NamedTempFile::new_in(dir)?;
         file.write_all(MAGIC)?;
         file.write_all(key)?;
-        file.write_all(&Self::seal(key, &body))?;
+        file.write_all(&Self::seal(secret, key, &body))?;
         file.write_all(&body)?;
         file.persist(path)?;
         Ok(())
@@ -142,30 +181,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tampered_body_fails_the_seal() {
-        let key = [7u8; 32];
+    fn a_tampered_foreign_or_misfiled_entry_fails_the_seal() {
+        let (secret, key) = ([1u8; 32], [7u8; 32]);
         let body = b"serialized component".to_vec();
         let mut file = MAGIC.to_vec();
         file.extend_from_slice(&key);
-        file.extend_from_slice(&ComponentCache::seal(&key, &body));
+        file.extend_from_slice(&ComponentCache::seal(&secret, &key, &body));
         file.extend_from_slice(&body);
-        assert_eq!(
-            ComponentCache::verified_body(&file, &key),
-            Some(body.as_slice())
-        );
+        let check = |bytes: &[u8], key: &[u8; 32]| {
+            ComponentCache::verified_body(&secret, bytes, key).map(<[u8]>::to_vec)
+        };
+        assert_eq!(check(&file, &key), Some(body.clone()));
 
         let mut tampered = file.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(ComponentCache::verified_body(&tampered, &key), None);
+        assert_eq!(check(&tampered, &key), None);
+        assert_eq!(check(&file, &[8u8; 32]), None, "a file for another key");
+        assert_eq!(check(b"\0asm\x0d\0\x01\0", &key), None, "a foreign file");
         assert_eq!(
-            ComponentCache::verified_body(&file, &[8u8; 32]),
+            ComponentCache::verified_body(&[2u8; 32], &file, &key),
             None,
-            "a file for another key"
-        );
-        assert_eq!(
-            ComponentCache::verified_body(b"\0asm\x0d\0\x01\0", &key),
-            None,
-            "a foreign file"
+            "a file sealed under another cache's secret"
         );
     }
 }

@@ -44,6 +44,9 @@ use bindings::chimera::plugin::types as wit;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Stderr a guest may write before the pipe stops taking more (kept for error messages).
 const STDERR_CAPACITY: usize = 64 * 1024;
+/// Most bytes a guest may hand the host in one call, its stage output
+/// included (wasmtime's hostcall fuel); also the largest output accepted.
+pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
 
 /// Failures of the plugin host itself (not of a stage).
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +67,8 @@ pub enum PluginError {
     Describe { name: String, reason: String },
 }
 
-/// Why a stage failed.
-#[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
-#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+/// Why a stage failed. Serialized as `{"kind": "timed_out", "message": "…"}`.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StageFailure {
     #[error("{0}")]
     Failed(String),
@@ -75,19 +77,34 @@ pub enum StageFailure {
     #[error("the plugin crashed: {0}")]
     Trap(String),
     #[error("timed out after {} s", .0.as_secs_f64())]
-    TimedOut(#[serde(with = "secs")] Duration),
-    #[error("the plugin returned output that is not JSON: {0}")]
+    TimedOut(Duration),
+    #[error("the plugin's output was refused: {0}")]
     InvalidOutput(String),
     #[error("interrupted")]
     Interrupted,
 }
 
-mod secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
+impl StageFailure {
+    /// A stable snake_case name for records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Failed(_) => "failed",
+            Self::InvalidConfig(_) => "invalid_config",
+            Self::Trap(_) => "trap",
+            Self::TimedOut(_) => "timed_out",
+            Self::InvalidOutput(_) => "invalid_output",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl serde::Serialize for StageFailure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("StageFailure", 2)?;
+        out.serialize_field("kind", self.kind())?;
+        out.serialize_field("message", &self.to_string())?;
+        out.end()
     }
 }
 
@@ -299,6 +316,7 @@ impl PluginHost {
             .allow_ip_name_lookup(false);
         let limits = StoreLimitsBuilder::new()
             .memory_size(memory_limit)
+            .trap_on_grow_failure(true)
             .instances(16)
             .tables(64)
             .memories(16)
@@ -306,6 +324,7 @@ impl PluginHost {
         let state = StageState::new(wasi.build(), limits, services);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(MAX_OUTPUT_BYTES);
         (store, stderr)
     }
 
@@ -377,6 +396,9 @@ impl PluginHost {
             stderr: String::new(),
         };
         let mut wasi = WasiCtxBuilder::new();
+        // A stage owns its worker thread while it runs: file reads inline
+        // instead of a `spawn_blocking` hop per call (ingest reads many small files).
+        wasi.allow_blocking_current_thread(true);
         for grant in &request.read {
             let Some(host) = &grant.host else { continue };
             if let Err(e) = wasi.preopened_dir(host, &grant.guest, FsPerms::ReadOnly) {
@@ -413,18 +435,24 @@ impl PluginHost {
         timings.stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
         timings.result = match outcome {
             Err(_) => Err(StageFailure::TimedOut(request.timeout)),
-            Ok(Err(e)) => Err(trap_failure(&e, request.timeout, &timings.stderr)),
+            Ok(Err(e)) => Err(trap_failure(&e, request.timeout, request.memory_limit, &timings.stderr)),
             Ok(Ok((instantiated, result))) => {
                 timings.instantiate = instantiated;
                 timings.guest = total.saturating_sub(instantiated);
                 match result {
-                    Err(e) => Err(trap_failure(&e, request.timeout, &timings.stderr)),
+                    Err(e) => Err(trap_failure(&e, request.timeout, request.memory_limit, &timings.stderr)),
                     Ok(Err(wit::StageError::Failed(m))) => Err(StageFailure::Failed(m)),
                     Ok(Err(wit::StageError::InvalidConfig(m))) => {
                         Err(StageFailure::InvalidConfig(m))
                     }
+                    Ok(Ok(output)) if output.data.len() > MAX_OUTPUT_BYTES => {
+                        Err(StageFailure::InvalidOutput(format!(
+                            "{} bytes of output exceed the limit of {MAX_OUTPUT_BYTES} bytes",
+                            output.data.len()
+                        )))
+                    }
                     Ok(Ok(output)) => serde_json::from_str(&output.data)
-                        .map_err(|e| StageFailure::InvalidOutput(e.to_string())),
+                        .map_err(|e| StageFailure::InvalidOutput(format!("not JSON: {e}"))),
                 }
             }
         };
@@ -443,31 +471,35 @@ fn deadline_check(deadline: Instant) -> UpdateDeadline {
 
 /// Turns a wasmtime error into the stage's failure, keeping the plugin's own
 /// words (a Rust panic message on stderr) where there are any.
-fn trap_failure(error: &wasmtime::Error, timeout: Duration, stderr: &str) -> StageFailure {
-    if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+fn trap_failure(error: &wasmtime::Error, timeout: Duration, memory_limit: usize, stderr: &str) -> StageFailure {
+    let trap = error.downcast_ref::<wasmtime::Trap>();
+    if let Some(wasmtime::Trap::Interrupt) = trap {
         return StageFailure::TimedOut(timeout);
+    }
+    let text = format!("{error:#}");
+    if text.contains("forcing trap when growing memory") {
+        return StageFailure::Trap(format!("the plugin exceeded its memory limit of {} MiB; raise the stage's `memory:` if it needs more", memory_limit >> 20));
+    }
+    if text.contains("fuel allocated for hostcalls has been exhausted") {
+        return StageFailure::InvalidOutput(format!(
+            "the plugin tried to pass more than the limit of {MAX_OUTPUT_BYTES} bytes to the host in one call"
+        ));
     }
     let plugin_words = stderr
         .lines()
-        .rev()
-        .find(|l| l.contains("panicked at") || l.starts_with("Error") || l.contains("error"))
-        .map(str::trim)
-        .map(|l| {
-            let next = stderr
-                .lines()
-                .skip_while(|x| x.trim() != l)
-                .nth(1)
-                .unwrap_or("")
-                .trim();
-            if l.ends_with(':') && !next.is_empty() {
-                format!("{l} {next}")
-            } else {
-                l.to_owned()
-            }
+        .position(|l| l.contains("panicked at") || l.contains("memory allocation of"))
+        .map(|i| {
+            let lines: Vec<&str> = stderr.lines().skip(i).take(2).map(str::trim).collect();
+            if lines[0].ends_with(':') && lines.len() > 1 { lines.join(" ") } else { lines[0].to_owned() }
         });
-    let reason = error
-        .downcast_ref::<wasmtime::Trap>()
-        .map_or_else(|| format!("{error:#}"), ToString::to_string);
+    let reason = match trap {
+        Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_owned(),
+        Some(wasmtime::Trap::MemoryOutOfBounds) => {
+            "out-of-bounds memory access (a stack overflow in the plugin, or a bug in it)".to_owned()
+        }
+        Some(t) => t.to_string(),
+        None => text,
+    };
     match plugin_words {
         Some(words) => StageFailure::Trap(format!("{words} ({reason})")),
         None => StageFailure::Trap(reason),

@@ -137,7 +137,9 @@ impl RunDir {
         std::fs::create_dir_all(dir)?;
         let mut file = tempfile::NamedTempFile::new_in(dir)?;
         file.write_all(bytes)?;
-        file.as_file().sync_data()?;
+        // No fsync: the rename alone means a reader (or a later `--resume`)
+        // sees the old file or the new one, never a torn one, if the process
+        // dies; surviving power loss is not worth an fsync per stage.
         file.persist(&path).map_err(|e| e.error)?;
         Ok(path)
     }

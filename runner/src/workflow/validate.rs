@@ -24,7 +24,8 @@ fn located(s: &Spanned<String>) -> Located<String> {
 
 /// Parses YAML into the raw schema; errors carry the parser's position.
 pub fn parse(source: &str) -> Result<RawWorkflow, Vec<Diagnostic>> {
-    if source.trim().is_empty() {
+    let blank = source.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
         return Err(vec![
             Diagnostic::new("the workflow file is empty", Pos { line: 1, column: 1 })
                 .help("a workflow starts with `version: 1`, a `name:` and a list of `agents:`; see workflows/chimera-agent-a.yaml"),
@@ -78,7 +79,20 @@ fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
             "add `{field}:` here; see workflows/chimera-agent-a.yaml for a complete workflow"
         ));
     }
-    Diagnostic::new(lowercase_first(&text), pos)
+    if text.starts_with("budget breached") {
+        return Diagnostic::new(format!("the workflow is too large to read ({text})"), pos)
+            .help("anchors and aliases (`&a`, `*a`) here expand into too many nodes; write the values out, or use fewer aliases");
+    }
+    if text.starts_with("multiple YAML documents") {
+        return Diagnostic::new("the file holds more than one YAML document", pos)
+            .help("a workflow is one document: remove the `---` line and what follows, or split it into two files");
+    }
+    let help = match text.as_str() {
+        "expected sequence start" => Some("this key takes a list: `- item` lines, or `[a, b]`"),
+        "expected mapping start" => Some("this takes a mapping: indented `key: value` lines"),
+        _ => None,
+    };
+    Diagnostic::new(lowercase_first(&text), pos).help_opt(help.map(str::to_owned))
 }
 
 fn lowercase_first(s: &str) -> String {

@@ -53,18 +53,3 @@ fn split_host_port(authority: &str) -> (String, Option<&str>) {
         _ => (format!("[{authority}]"), None),
     }
 }
-
-pub(super) fn is_loopback(base: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(base) else {
-        return false;
-    };
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(h) => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}

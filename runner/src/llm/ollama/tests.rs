@@ -50,16 +50,6 @@ fn the_models_host_wins_over_ollama_host() {
 }
 
 #[test]
-fn loopback_hosts_are_recognised() {
-    assert!(is_loopback("http://127.0.0.1:11434"));
-    assert!(is_loopback("http://localhost:11434"));
-    assert!(is_loopback("http://[::1]:11434"));
-    assert!(!is_loopback("http://10.1.2.3:11434"));
-    assert!(!is_loopback("https://ollama.example.com"));
-    assert!(!is_loopback("not a url"));
-}
-
-#[test]
 fn the_request_carries_options_exactly_as_declared_and_keep_alive() {
     let model = spec(
         &[
@@ -83,34 +73,4 @@ fn the_request_omits_empty_options_and_unset_keep_alive() {
         body,
         json!({"model": "gemma3:latest", "messages": [], "stream": true})
     );
-}
-
-#[test]
-fn truncation_is_only_suspected_when_num_ctx_is_declared() {
-    let long = [Message::new("user", "x".repeat(10_000))];
-    let none: IndexMap<String, Value> = IndexMap::new();
-    assert!(!prompt_truncated(&none, &long, Some(100_000)));
-
-    let ctx: IndexMap<String, Value> = [("num_ctx".to_owned(), json!(512))].into_iter().collect();
-    // 10 000 bytes ≈ 2 500 tokens > 512.
-    assert!(prompt_truncated(&ctx, &long, None));
-    let short = [Message::new("user", "x".repeat(400))];
-    assert!(!prompt_truncated(&ctx, &short, Some(100)));
-    assert!(prompt_truncated(&ctx, &short, Some(512)));
-}
-
-#[test]
-fn durations_read_like_a_person_writes_them() {
-    assert_eq!(human(Duration::from_secs(120)), "120s");
-    assert_eq!(human(Duration::from_millis(1500)), "1.5s");
-    assert_eq!(human(Duration::from_millis(200)), "200ms");
-}
-
-#[test]
-fn quotes_are_cut_on_a_character_boundary() {
-    assert_eq!(quote(" out of memory \n"), "`out of memory`");
-    let long = "é".repeat(MAX_QUOTE + 10);
-    let q = quote(&long);
-    assert!(q.ends_with("…`"));
-    assert_eq!(q.chars().count(), MAX_QUOTE + 3);
 }

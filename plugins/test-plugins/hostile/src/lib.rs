@@ -1,0 +1,72 @@
+//! A hostile test plugin. `with: {mode: …}` picks the misbehaviour:
+//! `loop` (spins forever), `memory` (allocates until it cannot), `recursion`
+//! (overflows its stack), `panic`, `output` (returns `bytes` bytes of JSON,
+//! default 200 MB), `llm` (calls the model), `read` (reads `path`), `ok`.
+
+use chimera_plugin::{Info, Input, Plugin, StageError, export_plugin, llm};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+struct Hostile;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    mode: String,
+    #[serde(default)]
+    bytes: Option<usize>,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
+    pad[(depth % 256) as usize] = depth as u8;
+    let mut next = *pad;
+    recurse(depth + 1, &mut next) + u64::from(next[0])
+}
+
+impl Plugin for Hostile {
+    fn info() -> Info {
+        Info::new("hostile", env!("CARGO_PKG_VERSION"), "Test plugin: misbehaves on purpose.")
+    }
+
+    fn run(input: Input) -> Result<Value, StageError> {
+        let config: Config = input.config()?;
+        match config.mode.as_str() {
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 8 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recursion" => Ok(json!(recurse(0, &mut [0u8; 256]))),
+            "panic" => panic!("hostile plugin panicked on purpose"),
+            "output" => {
+                let bytes = config.bytes.unwrap_or(200 << 20);
+                Ok(Value::String("x".repeat(bytes)))
+            }
+            "llm" => llm::generate(None, "hello")
+                .map(|g| json!({"text": g.text}))
+                .map_err(|e| StageError::Failed(e.to_string())),
+            "read" => {
+                let path = config.path.unwrap_or_else(|| "/etc/passwd".into());
+                std::fs::read_to_string(&path)
+                    .map(|text| json!({"leaked": text}))
+                    .map_err(|e| StageError::Failed(format!("cannot read {path}: {e}")))
+            }
+            "ok" => Ok(json!({"ok": true, "agent": input.agent})),
+            other => Err(StageError::InvalidConfig(format!("unknown mode `{other}`"))),
+        }
+    }
+}
+
+export_plugin!(Hostile);

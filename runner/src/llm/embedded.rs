@@ -1,0 +1,202 @@
+//! The `embedded` backend: llama.cpp in-process, through `llama-cpp-2`.
+//!
+//! The model name is resolved by [`super::models`] (a catalogue name, a
+//! `.gguf` path, or a model Ollama has pulled). A model file is loaded once
+//! per process, on the first call that needs it, and shared by every stage;
+//! calls to one model run one at a time. Generation runs on tokio's blocking
+//! pool and streams pieces back, so `on_token` sees text as it is made.
+//!
+//! Options follow Ollama's names and defaults (`num_ctx` 2048, `num_predict`
+//! 256, `temperature` 0.8, …); server-only options (`num_gpu`, `use_mmap`, …)
+//! are ignored. A prompt that does not fit `num_ctx` with room for the answer
+//! (`num_predict`, at most half the context) loses its start — the most
+//! recent text is kept — and the record says `prompt_truncated`.
+//!
+//! The record: `host` is `in-process`, `endpoint` the model file;
+//! `load_duration_ms` is non-zero only on the call that loaded the model;
+//! `total_duration_ms` runs from the call to the last token, including any
+//! wait for another call to the same model.
+
+mod engine;
+mod options;
+mod text;
+
+use super::models::{self, ModelSource};
+use super::{Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec};
+use crate::plugin::BoxFuture;
+use engine::{Failure, Job, Stats};
+use options::GenOptions;
+use std::time::Instant;
+use tracing::Instrument as _;
+
+pub use options::{DEFAULT_N_CTX, DEFAULT_NUM_PREDICT};
+
+/// What the record's `host` says for this backend.
+const HOST: &str = "in-process";
+
+/// Runs GGUF models in this process with llama.cpp.
+#[derive(Debug, Default)]
+pub struct EmbeddedBackend {}
+
+impl EmbeddedBackend {
+    /// The backend; models load on first use and stay loaded for the process.
+    pub fn new() -> Self {
+        Self {}
+    }
+
+    async fn chat_inner(
+        &self,
+        model: &ModelSpec,
+        messages: &[Message],
+        on_token: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<CallRecord, LlmError> {
+        let sent = Instant::now();
+        let mut record = CallRecord {
+            backend: "embedded".into(),
+            host: HOST.into(),
+            model: model.name.clone(),
+            options: model.options.clone(),
+            started_at: jiff::Timestamp::now().to_string(),
+            attempts: 1,
+            ..CallRecord::default()
+        };
+        let fail = |mut record: CallRecord, kind, message: String| {
+            record.wall_ms = ms(sent);
+            LlmError::new(kind, message, record)
+        };
+        let opts = match GenOptions::from_options(&model.options) {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = format!(
+                    "model option `{}` must be {} for the embedded backend, not `{}`; fix `options:` in the workflow",
+                    e.name, e.expected, e.value
+                );
+                return Err(fail(record, LlmErrorKind::BadRequest, msg));
+            }
+        };
+        let name = model.name.clone();
+        let resolved = match tokio::task::spawn_blocking(move || models::resolve(&name)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(fail(record, LlmErrorKind::ModelNotFound, e.to_string())),
+            Err(e) => {
+                let msg = format!("resolving model `{}` failed: {e}", model.name);
+                return Err(fail(record, LlmErrorKind::ServerError, msg));
+            }
+        };
+        // One slot per file, however it was named.
+        let path = std::fs::canonicalize(&resolved.path).unwrap_or_else(|_| resolved.path.clone());
+        record.endpoint = path.display().to_string();
+        let fix_hint = match &resolved.source {
+            ModelSource::Catalogue(_) => {
+                format!(
+                    "download it again with `scripts/fetch-model {}`",
+                    model.name
+                )
+            }
+            ModelSource::Ollama { .. } => {
+                format!("pull it again with `ollama pull {}`", model.name)
+            }
+            ModelSource::File => "check that the path names a GGUF model file".to_owned(),
+        };
+        let job = Job {
+            name: model.name.clone(),
+            chat_template: resolved.chat_template().map(str::to_owned),
+            path: path.clone(),
+            fix_hint,
+            messages: messages.to_vec(),
+            opts,
+        };
+
+        let guard = engine::slot(&path).lock_owned().await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let span = tracing::Span::current();
+        let handle = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut guard = guard;
+            engine::run(&mut guard, &job, &tx)
+        });
+        while let Some(piece) = rx.recv().await {
+            if record.ttft_ms.is_none() {
+                record.ttft_ms = Some(ms(sent));
+            }
+            record.text.push_str(&piece);
+            on_token(&piece);
+        }
+        let outcome = handle.await.unwrap_or_else(|e| {
+            Err(Box::new(Failure {
+                kind: LlmErrorKind::ServerError,
+                message: format!(
+                    "llama.cpp crashed while running model `{}`: {e}; the partial response is kept",
+                    model.name
+                ),
+                stats: Stats::default(),
+            }))
+        });
+        record.total_duration_ms = Some(ms(sent));
+        match outcome {
+            Ok(stats) => {
+                fill(&mut record, &stats);
+                record.wall_ms = ms(sent);
+                Ok(record)
+            }
+            Err(f) => {
+                fill(&mut record, &f.stats);
+                Err(fail(record, f.kind, f.message))
+            }
+        }
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn chat<'a>(
+        &'a self,
+        model: &'a ModelSpec,
+        messages: &'a [Message],
+        on_token: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<CallRecord, LlmError>> {
+        // The span wraps the whole future; prompts are never recorded in it.
+        let span = tracing::info_span!("llm_call", backend = "embedded", model = %model.name);
+        Box::pin(
+            async move {
+                let result = self.chat_inner(model, messages, on_token).await;
+                match &result {
+                    Ok(r) => tracing::info!(
+                        ttft_ms = r.ttft_ms,
+                        wall_ms = r.wall_ms,
+                        load_duration_ms = r.load_duration_ms,
+                        tokens_per_second = r.tokens_per_second,
+                        eval_count = r.eval_count,
+                        "llm call finished"
+                    ),
+                    Err(e) => tracing::warn!(kind = %e.kind, error = %e, "llm call failed"),
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Copies a generation's stats into the record.
+fn fill(record: &mut CallRecord, s: &Stats) {
+    record.load_duration_ms = Some(s.load_ms.unwrap_or(0.0));
+    record.prompt_eval_count = s.prompt_tokens;
+    record.prompt_eval_duration_ms = s.prompt_ms;
+    record.eval_count = s.eval_count;
+    record.eval_duration_ms = s.eval_ms;
+    record.tokens_per_second = match (s.eval_count, s.eval_ms) {
+        #[allow(clippy::cast_precision_loss)]
+        (Some(n), Some(ms)) if n > 0 && ms > 0.0 => Some(n as f64 / ms * 1000.0),
+        _ => None,
+    };
+    record.done_reason = s.done_reason.map(str::to_owned);
+    record.prompt_truncated = s.prompt_truncated;
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,118 @@
+//! Hostile plugins fail only their own stage, with a clear message; agents
+//! that do not depend on them still complete and the record keeps everything.
+
+mod common;
+
+use common::{chimera, json, run, test_plugin, write};
+
+/// Runs a workflow with a `victim` agent (hostile stage, then a stage that
+/// depends on it) and a `bystander` agent that runs an ordinary ingest.
+fn run_hostile(with: &str, stage_extra: &str) -> (i32, serde_json::Value, String, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = test_plugin("hostile.wasm");
+    write(tmp.path(), "input/reports/a.json", r#"{"tokens_per_second": 1.0}"#);
+    let workflow = write(
+        tmp.path(),
+        "hostile.yaml",
+        &format!(
+            "version: 1
+name: hostile
+agents:
+  - id: victim
+    stages:
+      - id: bad
+        plugin: {plugin}
+        with: {with}
+{stage_extra}
+      - id: after
+        plugin: {plugin}
+        with: {{mode: ok}}
+  - id: bystander
+    stages:
+      - id: ingest
+        plugin: ingest
+        read: [reports]
+",
+            plugin = plugin.display()
+        ),
+    );
+    let out = tmp.path().join("run");
+    let (code, _, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&workflow)
+        .arg("--input")
+        .arg(tmp.path().join("input"))
+        .arg("--out")
+        .arg(&out));
+    let metrics = json(&out.join("metrics.json"));
+    (code, metrics, stderr, tmp)
+}
+
+fn assert_contained(metrics: &serde_json::Value, code: i32, stderr: &str) -> String {
+    assert_eq!(code, 1, "{stderr}");
+    let stages = metrics["stages"].as_array().unwrap();
+    assert_eq!(stages[0]["status"], "failed", "{metrics}");
+    assert_eq!(stages[1]["status"], "skipped", "the dependent stage does not run");
+    assert_eq!(stages[2]["agent"], "bystander");
+    assert_eq!(stages[2]["status"], "ok", "the other agent completes: {metrics}");
+    stages[0]["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_infinite_loop_times_out() {
+    let (code, metrics, stderr, _tmp) = run_hostile("{mode: loop}", "        timeout: 1s");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert_eq!(metrics["stages"][0]["error"]["kind"], "timed_out");
+    assert!(message.contains('1'), "{message}");
+    assert!(stderr.contains("stage `victim/bad` failed: timed out after 1 s"), "{stderr}");
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_cap() {
+    let (code, metrics, stderr, _tmp) = run_hostile("{mode: memory}", "        memory: 64MiB");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(message.contains("exceeded its memory limit of 64 MiB"), "{message}");
+}
+
+#[test]
+fn deep_recursion_is_a_stack_overflow_not_a_crash() {
+    let (code, metrics, stderr, _tmp) = run_hostile("{mode: recursion}", "");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(message.contains("stack overflow"), "{message}");
+}
+
+#[test]
+fn a_panic_fails_the_stage_with_the_plugins_own_message() {
+    let (code, metrics, stderr, _tmp) = run_hostile("{mode: panic}", "");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(message.contains("hostile plugin panicked on purpose"), "{message}");
+}
+
+#[test]
+fn a_200_mb_output_is_refused() {
+    let (code, metrics, stderr, _tmp) = run_hostile("{mode: output}", "");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(!message.is_empty());
+}
+
+#[test]
+fn an_oversized_output_within_memory_is_refused_by_the_output_cap() {
+    let (code, metrics, stderr, _tmp) = run_hostile("{mode: output, bytes: 70000000}", "        memory: 512MiB");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(message.contains("more than the limit of 67108864 bytes"), "{message}");
+}
+
+#[test]
+fn reading_etc_passwd_gets_an_error_not_the_bytes() {
+    let (code, metrics, stderr, tmp) = run_hostile("{mode: read, path: /etc/passwd}", "");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(message.contains("cannot read /etc/passwd"), "{message}");
+    assert!(!tmp.path().join("run/outputs/victim/bad.json").exists());
+}
+
+#[test]
+fn a_model_call_without_a_model_is_refused() {
+    let (code, metrics, stderr, _tmp) = run_hostile("{mode: llm}", "");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(message.contains("no model backend configured"), "{message}");
+}
