@@ -3,7 +3,7 @@
 //! Exit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow.
 
 use crate::engine::{self, RunOptions};
-use crate::llm::{OllamaBackend, Timeouts};
+use crate::llm::Timeouts;
 use crate::plugin::{ComponentCache, PluginHost, Resolver};
 use crate::progress::Progress;
 use crate::record::{RunStatus, timing_table};
@@ -68,6 +68,23 @@ enum Command {
         /// No progress lines on stderr.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// List the models each backend offers: the embedded catalogue (and which
+    /// are downloaded), Ollama's pulled models (`/api/tags`), and an
+    /// OpenAI-compatible server's models (`/v1/models`).
+    Models {
+        /// The Ollama address (else OLLAMA_HOST, else 127.0.0.1:11434).
+        #[arg(long, value_name = "URL")]
+        ollama_host: Option<String>,
+        /// The OpenAI-compatible base URL (else OPENAI_BASE_URL, else http://127.0.0.1:8080).
+        #[arg(long, value_name = "URL")]
+        openai_host: Option<String>,
+        /// The environment variable holding the OpenAI-compatible server's API key.
+        #[arg(long, value_name = "VAR")]
+        api_key_env: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the exact messages a stage would send to its model, without calling a model.
     ///
@@ -171,6 +188,20 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 json,
                 quiet,
             } => run_workflow(&workflow, &run, out, json, quiet).await,
+            Command::Models {
+                ollama_host,
+                openai_host,
+                api_key_env,
+                json,
+            } => {
+                models(
+                    ollama_host.as_deref(),
+                    openai_host.as_deref(),
+                    api_key_env.as_deref(),
+                    json,
+                )
+                .await
+            }
             Command::Render {
                 workflow,
                 stage,
@@ -279,15 +310,10 @@ fn prepare(path: &std::path::Path, args: &RunArgs) -> Result<Workflow, u8> {
 }
 
 fn backends(args: &RunArgs) -> engine::Backends {
-    let timeouts = Timeouts {
+    engine::Backends::new(Timeouts {
         connect: args.connect_timeout,
         read: args.read_timeout,
-    };
-    engine::Backends {
-        ollama: Arc::new(OllamaBackend::new(timeouts)),
-        openai: None,
-        embedded: None,
-    }
+    })
 }
 
 fn engine_failure(e: &engine::EngineError) -> u8 {
@@ -392,11 +418,7 @@ async fn render(
     let options = RunOptions {
         input: args.input.clone(),
         out: Some(scratch.path().to_path_buf()),
-        backends: engine::Backends {
-            ollama: dry.clone(),
-            openai: Some(dry.clone()),
-            embedded: Some(dry),
-        },
+        backends: engine::Backends::all(dry),
         observer: Arc::new(engine::Silent),
         stop_after: Some((agent.clone(), stage.to_owned())),
     };
@@ -435,6 +457,77 @@ async fn render(
         for message in &call.messages {
             println!("--- {} ---", message.role);
             println!("{}", message.content.trim_end());
+        }
+    }
+    Ok(())
+}
+
+async fn models(
+    ollama_host: Option<&str>,
+    openai_host: Option<&str>,
+    api_key_env: Option<&str>,
+    json: bool,
+) -> Result<(), u8> {
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(3),
+        read: Duration::from_secs(10),
+    };
+    let embedded = crate::llm::models::list().map_err(|e| e.to_string());
+    let ollama = crate::llm::OllamaBackend::new(timeouts)
+        .list_models(ollama_host)
+        .await;
+    let openai = crate::llm::OpenAiBackend::new(timeouts)
+        .list_models(openai_host, api_key_env)
+        .await
+        .map_err(|e| e.to_string());
+    if json {
+        let section = |r: Result<serde_json::Value, String>| match r {
+            Ok(v) => serde_json::json!({ "models": v }),
+            Err(e) => serde_json::json!({ "error": e }),
+        };
+        let embedded = embedded.map(|list| {
+            serde_json::Value::Array(
+                list.iter()
+                    .map(|m| serde_json::json!({"name": m.name, "path": m.path, "downloaded": m.present, "bytes": m.bytes, "license": m.license, "about": m.about}))
+                    .collect(),
+            )
+        });
+        let out = serde_json::json!({
+            "embedded": section(embedded),
+            "ollama": section(ollama.map(|v| v.into())),
+            "openai": section(openai.map(|v| v.into())),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    println!("embedded (in-process llama.cpp; `model: {{backend: embedded, name: …}}`):");
+    match &embedded {
+        Ok(list) => {
+            for m in list {
+                let state = if m.present {
+                    "downloaded".to_owned()
+                } else {
+                    format!("not downloaded: run `scripts/fetch-model {}`", m.name)
+                };
+                println!(
+                    "  {:<16} {state}  {}",
+                    m.name,
+                    m.about.as_deref().unwrap_or("")
+                );
+            }
+            println!("  (or any GGUF file path, or an Ollama `name:tag` pulled on this machine)");
+        }
+        Err(e) => println!("  error: {e}"),
+    }
+    for (title, result) in [
+        ("ollama (`backend: ollama`)", &ollama),
+        ("openai-compatible (`backend: openai`)", &openai),
+    ] {
+        println!("{title}:");
+        match result {
+            Ok(list) if list.is_empty() => println!("  (no models)"),
+            Ok(list) => list.iter().for_each(|m| println!("  {m}")),
+            Err(e) => println!("  unavailable: {e}"),
         }
     }
     Ok(())

@@ -124,8 +124,8 @@ impl Templates {
             let mut message = describe(&e);
             // The undefined value may be deep in an include: find the innermost error.
             let mut inner = &e;
-            while let Some(next) = std::error::Error::source(inner)
-                .and_then(|s| s.downcast_ref::<minijinja::Error>())
+            while let Some(next) =
+                std::error::Error::source(inner).and_then(|s| s.downcast_ref::<minijinja::Error>())
             {
                 inner = next;
             }
@@ -222,8 +222,14 @@ mod tests {
         );
         let err = t.render("base.j2", &json!({})).unwrap_err().to_string();
         assert!(err.contains("undefined"), "{err}");
-        assert!(err.contains("part.j2:1"), "names the template and line: {err}");
-        assert!(err.contains("not in the context: `who`"), "names the variable: {err}");
+        assert!(
+            err.contains("part.j2:1"),
+            "names the template and line: {err}"
+        );
+        assert!(
+            err.contains("not in the context: `who`"),
+            "names the variable: {err}"
+        );
     }
 
     #[test]

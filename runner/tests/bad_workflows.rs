@@ -20,10 +20,19 @@ fn validate(path: &Path) -> (i32, String) {
 
 fn assert_one_screen_error(name: &str, code: i32, stderr: &str) {
     assert_eq!(code, 2, "{name}: exit code\n{stderr}");
-    assert!(stderr.starts_with("error: "), "{name}: starts with `error: `\n{stderr}");
+    assert!(
+        stderr.starts_with("error: "),
+        "{name}: starts with `error: `\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{name}: panicked\n{stderr}");
-    assert!(stderr.lines().count() <= 30, "{name}: more than one screen\n{stderr}");
-    assert!(stderr.lines().all(|l| l.chars().count() <= 200), "{name}: a line is too wide\n{stderr}");
+    assert!(
+        stderr.lines().count() <= 30,
+        "{name}: more than one screen\n{stderr}"
+    );
+    assert!(
+        stderr.lines().all(|l| l.chars().count() <= 200),
+        "{name}: a line is too wide\n{stderr}"
+    );
 }
 
 #[test]
@@ -37,14 +46,23 @@ fn every_malformed_workflow_fails_with_a_located_error() {
         let whole_file = ["binary-garbage.yaml"].contains(&name.as_str());
         if !whole_file {
             let located = format!("--> {name}:");
-            assert!(stderr.contains(&located), "{name}: names file:line:col\n{stderr}");
+            assert!(
+                stderr.contains(&located),
+                "{name}: names file:line:col\n{stderr}"
+            );
         }
         let home = std::env::var("HOME").unwrap_or_default();
-        let stable = stderr.replace(&root().display().to_string(), "[repo]").replace(&home, "[home]");
+        let stable = stderr
+            .replace(&root().display().to_string(), "[repo]")
+            .replace(&home, "[home]");
         insta::assert_snapshot!(stable);
         seen += 1;
     });
-    assert!(seen >= 40, "the corpus has at least 40 workflows, found {seen} in {}", dir.display());
+    assert!(
+        seen >= 40,
+        "the corpus has at least 40 workflows, found {seen} in {}",
+        dir.display()
+    );
 }
 
 #[test]
@@ -53,7 +71,9 @@ fn a_10_mb_workflow_is_refused_before_parsing() {
     let path = tmp.path().join("huge.yaml");
     let mut text = String::from("version: 1\nname: huge\nagents:\n");
     while text.len() < 10 << 20 {
-        text.push_str("  # padding padding padding padding padding padding padding padding padding\n");
+        text.push_str(
+            "  # padding padding padding padding padding padding padding padding padding\n",
+        );
     }
     std::fs::write(&path, text).unwrap();
     let (code, stderr) = validate(&path);

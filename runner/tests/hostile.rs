@@ -7,10 +7,17 @@ use common::{chimera, json, run, test_plugin, write};
 
 /// Runs a workflow with a `victim` agent (hostile stage, then a stage that
 /// depends on it) and a `bystander` agent that runs an ordinary ingest.
-fn run_hostile(with: &str, stage_extra: &str) -> (i32, serde_json::Value, String, tempfile::TempDir) {
+fn run_hostile(
+    with: &str,
+    stage_extra: &str,
+) -> (i32, serde_json::Value, String, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let plugin = test_plugin("hostile.wasm");
-    write(tmp.path(), "input/reports/a.json", r#"{"tokens_per_second": 1.0}"#);
+    write(
+        tmp.path(),
+        "input/reports/a.json",
+        r#"{"tokens_per_second": 1.0}"#,
+    );
     let workflow = write(
         tmp.path(),
         "hostile.yaml",
@@ -52,9 +59,15 @@ fn assert_contained(metrics: &serde_json::Value, code: i32, stderr: &str) -> Str
     assert_eq!(code, 1, "{stderr}");
     let stages = metrics["stages"].as_array().unwrap();
     assert_eq!(stages[0]["status"], "failed", "{metrics}");
-    assert_eq!(stages[1]["status"], "skipped", "the dependent stage does not run");
+    assert_eq!(
+        stages[1]["status"], "skipped",
+        "the dependent stage does not run"
+    );
     assert_eq!(stages[2]["agent"], "bystander");
-    assert_eq!(stages[2]["status"], "ok", "the other agent completes: {metrics}");
+    assert_eq!(
+        stages[2]["status"], "ok",
+        "the other agent completes: {metrics}"
+    );
     stages[0]["error"]["message"].as_str().unwrap().to_owned()
 }
 
@@ -64,14 +77,20 @@ fn an_infinite_loop_times_out() {
     let message = assert_contained(&metrics, code, &stderr);
     assert_eq!(metrics["stages"][0]["error"]["kind"], "timed_out");
     assert!(message.contains('1'), "{message}");
-    assert!(stderr.contains("stage `victim/bad` failed: timed out after 1 s"), "{stderr}");
+    assert!(
+        stderr.contains("stage `victim/bad` failed: timed out after 1 s"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_memory_bomb_hits_the_memory_cap() {
     let (code, metrics, stderr, _tmp) = run_hostile("{mode: memory}", "        memory: 64MiB");
     let message = assert_contained(&metrics, code, &stderr);
-    assert!(message.contains("exceeded its memory limit of 64 MiB"), "{message}");
+    assert!(
+        message.contains("exceeded its memory limit of 64 MiB"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -85,7 +104,10 @@ fn deep_recursion_is_a_stack_overflow_not_a_crash() {
 fn a_panic_fails_the_stage_with_the_plugins_own_message() {
     let (code, metrics, stderr, _tmp) = run_hostile("{mode: panic}", "");
     let message = assert_contained(&metrics, code, &stderr);
-    assert!(message.contains("hostile plugin panicked on purpose"), "{message}");
+    assert!(
+        message.contains("hostile plugin panicked on purpose"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -97,9 +119,13 @@ fn a_200_mb_output_is_refused() {
 
 #[test]
 fn an_oversized_output_within_memory_is_refused_by_the_output_cap() {
-    let (code, metrics, stderr, _tmp) = run_hostile("{mode: output, bytes: 70000000}", "        memory: 512MiB");
+    let (code, metrics, stderr, _tmp) =
+        run_hostile("{mode: output, bytes: 70000000}", "        memory: 512MiB");
     let message = assert_contained(&metrics, code, &stderr);
-    assert!(message.contains("more than the limit of 67108864 bytes"), "{message}");
+    assert!(
+        message.contains("more than the limit of 67108864 bytes"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -179,9 +179,18 @@ fn a_tampered_or_foreign_cache_file_is_recompiled_not_loaded() {
     let workflow = ingest_workflow(tmp.path(), "[csv]");
     let run_with = |cache: &std::path::Path, name: &str| {
         let out = tmp.path().join(name);
-        let (code, _, stderr) = run(chimera(cache).arg("run").arg(&workflow).arg("-i").arg(fixtures()).arg("-o").arg(&out));
+        let (code, _, stderr) = run(chimera(cache)
+            .arg("run")
+            .arg(&workflow)
+            .arg("-i")
+            .arg(fixtures())
+            .arg("-o")
+            .arg(&out));
         assert_eq!(code, 0, "{stderr}");
-        json(&out.join("metrics.json"))["stages"][0]["load_kind"].as_str().unwrap().to_owned()
+        json(&out.join("metrics.json"))["stages"][0]["load_kind"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let cache = tmp.path().join("cache");
     assert_eq!(run_with(&cache, "first"), "compiled");
@@ -194,14 +203,27 @@ fn a_tampered_or_foreign_cache_file_is_recompiled_not_loaded() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55;
     std::fs::write(&entry, &bytes).unwrap();
-    assert_eq!(run_with(&cache, "tampered"), "compiled", "a tampered entry is never loaded");
-    assert_eq!(run_with(&cache, "rewritten"), "cache", "the recompiled entry is sealed again");
+    assert_eq!(
+        run_with(&cache, "tampered"),
+        "compiled",
+        "a tampered entry is never loaded"
+    );
+    assert_eq!(
+        run_with(&cache, "rewritten"),
+        "cache",
+        "the recompiled entry is sealed again"
+    );
 
     // The same file name with a valid seal from another cache directory (another secret).
     let other = tmp.path().join("other-cache");
     assert_eq!(run_with(&other, "other"), "compiled");
     std::fs::copy(&entry, other.join(entry.file_name().unwrap())).unwrap();
-    let foreign_ok = std::fs::read(other.join(entry.file_name().unwrap())).unwrap() == std::fs::read(&entry).unwrap();
+    let foreign_ok = std::fs::read(other.join(entry.file_name().unwrap())).unwrap()
+        == std::fs::read(&entry).unwrap();
     assert!(foreign_ok);
-    assert_eq!(run_with(&other, "foreign"), "compiled", "a file sealed by another cache is not trusted");
+    assert_eq!(
+        run_with(&other, "foreign"),
+        "compiled",
+        "a file sealed by another cache is not trusted"
+    );
 }

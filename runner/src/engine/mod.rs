@@ -57,12 +57,13 @@ pub struct Silent;
 
 impl Observer for Silent {}
 
-/// The LLM backends a run can use, created once and shared by every stage.
+/// The LLM backends a run can use, created once and shared by every stage
+/// (the embedded backend loads each model once per process).
 #[derive(Clone)]
 pub struct Backends {
     pub ollama: Arc<dyn Backend>,
-    pub openai: Option<Arc<dyn Backend>>,
-    pub embedded: Option<Arc<dyn Backend>>,
+    pub openai: Arc<dyn Backend>,
+    pub embedded: Arc<dyn Backend>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -73,29 +74,36 @@ impl std::fmt::Debug for Backends {
 
 impl Default for Backends {
     fn default() -> Self {
-        Self {
-            ollama: Arc::new(crate::llm::OllamaBackend::new(
-                crate::llm::Timeouts::default(),
-            )),
-            openai: None,
-            embedded: None,
-        }
+        Self::new(crate::llm::Timeouts::default())
     }
 }
 
 impl Backends {
-    fn get(&self, kind: BackendKind) -> Result<Arc<dyn Backend>, StageFailure> {
-        let backend = match kind {
-            BackendKind::Ollama => Some(self.ollama.clone()),
+    /// The real backends, with these network timeouts.
+    pub fn new(timeouts: crate::llm::Timeouts) -> Self {
+        Self {
+            ollama: Arc::new(crate::llm::OllamaBackend::new(timeouts)),
+            openai: Arc::new(crate::llm::OpenAiBackend::new(timeouts)),
+            embedded: Arc::new(crate::llm::EmbeddedBackend::new()),
+        }
+    }
+
+    /// One backend standing in for all three (dry runs, tests).
+    pub fn all(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            ollama: backend.clone(),
+            openai: backend.clone(),
+            embedded: backend,
+        }
+    }
+
+    /// The backend for `kind`.
+    pub fn get(&self, kind: BackendKind) -> Arc<dyn Backend> {
+        match kind {
+            BackendKind::Ollama => self.ollama.clone(),
             BackendKind::Openai => self.openai.clone(),
             BackendKind::Embedded => self.embedded.clone(),
-        };
-        backend.ok_or_else(|| {
-            StageFailure::Failed(format!(
-                "backend `{}` is not available in this build",
-                kind.as_str()
-            ))
-        })
+        }
     }
 }
 
@@ -463,17 +471,16 @@ async fn run_stage(
         timeout: stage.timeout,
         memory_limit: stage.memory_limit,
     };
-    let llm = match &stage.model {
-        Some(model) => Some(Arc::new(StageGateway {
-            backend: options.backends.get(model.backend)?,
+    let llm = stage.model.as_ref().map(|model| {
+        Arc::new(StageGateway {
+            backend: options.backends.get(model.backend),
             model: model.clone(),
             agent: agent.id.clone(),
             stage: stage.id.clone(),
             log: calls.clone(),
             observer: options.observer.clone(),
-        }) as Arc<dyn LlmGateway>),
-        None => None,
-    };
+        }) as Arc<dyn LlmGateway>
+    });
     let services = StageServices {
         llm,
         templates: Some(templates.clone()),

@@ -43,6 +43,41 @@ impl OllamaBackend {
         }
     }
 
+    /// The models the server at `host` (else `OLLAMA_HOST`, else the
+    /// default) has pulled, from `GET /api/tags`.
+    ///
+    /// # Errors
+    /// A message naming the host when it cannot be reached or answers badly.
+    pub async fn list_models(&self, host: Option<&str>) -> Result<Vec<String>, String> {
+        let host = resolve_ollama_host(host, std::env::var("OLLAMA_HOST").ok().as_deref());
+        let client = self
+            .clients
+            .pick(&host)
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let wait = self.timeouts.connect + self.timeouts.read;
+        let answer = timeout(wait, async {
+            let response = client.get(format!("{host}/api/tags")).send().await?.error_for_status()?;
+            response.json::<Value>().await
+        })
+        .await
+        .map_err(|_| format!("Ollama at {host} did not answer `GET /api/tags` within {}", human(wait)))?
+        .map_err(|e| {
+            format!(
+                "cannot list models at {host}: {}; is Ollama running there? start it with `ollama serve`",
+                source_text(&e)
+            )
+        })?;
+        Ok(answer["models"]
+            .as_array()
+            .map(|models| {
+                models
+                    .iter()
+                    .filter_map(|m| m["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn chat_stream(
         &self,
         host: String,

@@ -72,7 +72,10 @@ impl ComponentCache {
             if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
                 return Ok(key);
             }
-            return Err(std::io::Error::other(format!("{} is not a 32-byte key; delete it", path.display())));
+            return Err(std::io::Error::other(format!(
+                "{} is not a 32-byte key; delete it",
+                path.display()
+            )));
         }
         std::fs::create_dir_all(dir)?;
         let mut key = [0u8; 32];
@@ -85,7 +88,8 @@ impl ComponentCache {
             // Another process made it first: use theirs.
             Err(_) => {
                 let bytes = std::fs::read(&path)?;
-                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| std::io::Error::other("bad seal key"))
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| std::io::Error::other("bad seal key"))
             }
         }
     }
@@ -154,13 +158,20 @@ impl ComponentCache {
 
     /// Writes `component` for `key` atomically; failures only cost a recompile later.
     pub fn store(&self, key: &[u8; 32], component: &Component) {
-        let (Some(path), Some(secret)) = (self.path(key), self.seal_key.as_ref()) else { return };
+        let (Some(path), Some(secret)) = (self.path(key), self.seal_key.as_ref()) else {
+            return;
+        };
         if let Err(e) = Self::write(&path, secret, key, component) {
             tracing::warn!(path = %path.display(), error = %e, "could not write the component cache");
         }
     }
 
-    fn write(path: &Path, secret: &[u8; 32], key: &[u8; 32], component: &Component) -> anyhow::Result<()> {
+    fn write(
+        path: &Path,
+        secret: &[u8; 32],
+        key: &[u8; 32],
+        component: &Component,
+    ) -> anyhow::Result<()> {
         let body = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
         let dir = path
             .parent()

@@ -435,12 +435,22 @@ impl PluginHost {
         timings.stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
         timings.result = match outcome {
             Err(_) => Err(StageFailure::TimedOut(request.timeout)),
-            Ok(Err(e)) => Err(trap_failure(&e, request.timeout, request.memory_limit, &timings.stderr)),
+            Ok(Err(e)) => Err(trap_failure(
+                &e,
+                request.timeout,
+                request.memory_limit,
+                &timings.stderr,
+            )),
             Ok(Ok((instantiated, result))) => {
                 timings.instantiate = instantiated;
                 timings.guest = total.saturating_sub(instantiated);
                 match result {
-                    Err(e) => Err(trap_failure(&e, request.timeout, request.memory_limit, &timings.stderr)),
+                    Err(e) => Err(trap_failure(
+                        &e,
+                        request.timeout,
+                        request.memory_limit,
+                        &timings.stderr,
+                    )),
                     Ok(Err(wit::StageError::Failed(m))) => Err(StageFailure::Failed(m)),
                     Ok(Err(wit::StageError::InvalidConfig(m))) => {
                         Err(StageFailure::InvalidConfig(m))
@@ -471,14 +481,22 @@ fn deadline_check(deadline: Instant) -> UpdateDeadline {
 
 /// Turns a wasmtime error into the stage's failure, keeping the plugin's own
 /// words (a Rust panic message on stderr) where there are any.
-fn trap_failure(error: &wasmtime::Error, timeout: Duration, memory_limit: usize, stderr: &str) -> StageFailure {
+fn trap_failure(
+    error: &wasmtime::Error,
+    timeout: Duration,
+    memory_limit: usize,
+    stderr: &str,
+) -> StageFailure {
     let trap = error.downcast_ref::<wasmtime::Trap>();
     if let Some(wasmtime::Trap::Interrupt) = trap {
         return StageFailure::TimedOut(timeout);
     }
     let text = format!("{error:#}");
     if text.contains("forcing trap when growing memory") {
-        return StageFailure::Trap(format!("the plugin exceeded its memory limit of {} MiB; raise the stage's `memory:` if it needs more", memory_limit >> 20));
+        return StageFailure::Trap(format!(
+            "the plugin exceeded its memory limit of {} MiB; raise the stage's `memory:` if it needs more",
+            memory_limit >> 20
+        ));
     }
     if text.contains("fuel allocated for hostcalls has been exhausted") {
         return StageFailure::InvalidOutput(format!(
@@ -490,12 +508,17 @@ fn trap_failure(error: &wasmtime::Error, timeout: Duration, memory_limit: usize,
         .position(|l| l.contains("panicked at") || l.contains("memory allocation of"))
         .map(|i| {
             let lines: Vec<&str> = stderr.lines().skip(i).take(2).map(str::trim).collect();
-            if lines[0].ends_with(':') && lines.len() > 1 { lines.join(" ") } else { lines[0].to_owned() }
+            if lines[0].ends_with(':') && lines.len() > 1 {
+                lines.join(" ")
+            } else {
+                lines[0].to_owned()
+            }
         });
     let reason = match trap {
         Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_owned(),
         Some(wasmtime::Trap::MemoryOutOfBounds) => {
-            "out-of-bounds memory access (a stack overflow in the plugin, or a bug in it)".to_owned()
+            "out-of-bounds memory access (a stack overflow in the plugin, or a bug in it)"
+                .to_owned()
         }
         Some(t) => t.to_string(),
         None => text,

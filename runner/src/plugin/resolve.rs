@@ -109,7 +109,11 @@ impl Resolver {
     /// When a path does not exist or no plugin has that name.
     pub fn resolve(&self, reference: &str, base: &Path) -> Result<PluginSource, ResolveError> {
         if Self::is_path(reference) {
-            let path = if base == Path::new(".") { PathBuf::from(reference) } else { base.join(reference) };
+            let path = if base == Path::new(".") {
+                PathBuf::from(reference)
+            } else {
+                base.join(reference)
+            };
             if !path.is_file() {
                 return Err(ResolveError::MissingFile(path));
             }

@@ -24,7 +24,9 @@ fn located(s: &Spanned<String>) -> Located<String> {
 
 /// Parses YAML into the raw schema; errors carry the parser's position.
 pub fn parse(source: &str) -> Result<RawWorkflow, Vec<Diagnostic>> {
-    let blank = source.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    let blank = source
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
     if blank {
         return Err(vec![
             Diagnostic::new("the workflow file is empty", Pos { line: 1, column: 1 })

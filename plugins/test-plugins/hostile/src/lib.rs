@@ -29,7 +29,11 @@ fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
 
 impl Plugin for Hostile {
     fn info() -> Info {
-        Info::new("hostile", env!("CARGO_PKG_VERSION"), "Test plugin: misbehaves on purpose.")
+        Info::new(
+            "hostile",
+            env!("CARGO_PKG_VERSION"),
+            "Test plugin: misbehaves on purpose.",
+        )
     }
 
     fn run(input: Input) -> Result<Value, StageError> {
