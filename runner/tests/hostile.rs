@@ -142,3 +142,35 @@ fn a_model_call_without_a_model_is_refused() {
     let message = assert_contained(&metrics, code, &stderr);
     assert!(message.contains("no model backend configured"), "{message}");
 }
+
+#[test]
+fn a_model_outside_the_stages_allowlist_is_refused() {
+    let (code, metrics, stderr, _tmp) = run_hostile(
+        "{mode: llm}",
+        "        model: {name: gemma3:latest, host: \"http://127.0.0.1:9\"}\n        models: [\"llama3:8b\"]",
+    );
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(
+        message.contains(
+            "model `gemma3:latest` is not allowed for stage `victim/bad`; allowed: `llama3:8b`"
+        ),
+        "{message}"
+    );
+    assert!(
+        metrics["calls"].as_array().unwrap().is_empty(),
+        "no request was made"
+    );
+}
+
+#[test]
+fn the_llm_call_cap_is_enforced() {
+    let (code, metrics, stderr, _tmp) = run_hostile(
+        "{mode: llm}",
+        "        model: {name: gemma3:latest, host: \"http://127.0.0.1:9\"}\n        max_llm_calls: 0",
+    );
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(
+        message.contains("reached its limit of 0 LLM calls"),
+        "{message}"
+    );
+}

@@ -298,23 +298,3 @@ async fn a_file_that_is_not_a_gguf_fails_to_load_with_a_clear_message() {
         "{e}"
     );
 }
-
-#[tokio::test]
-async fn zz_speed() {
-    for _ in 0..3 {
-        let (r, _) = chat_ok(
-            &spec(DEFAULT_MODEL, &greedy(128)),
-            &ask("Write a long story about a lighthouse keeper."),
-        )
-        .await;
-        println!(
-            "SPEED eval {} tok {:.1} tok/s prompt {} tok {:.1} ms ttft {:.1} ms load {:.1} ms",
-            r.eval_count.unwrap(),
-            r.tokens_per_second.unwrap(),
-            r.prompt_eval_count.unwrap(),
-            r.prompt_eval_duration_ms.unwrap(),
-            r.ttft_ms.unwrap(),
-            r.load_duration_ms.unwrap()
-        );
-    }
-}

@@ -44,6 +44,47 @@ pub struct StageGateway {
     pub stage: String,
     pub log: Arc<CallLog>,
     pub observer: Arc<dyn Observer>,
+    /// Models the stage may call (`None`: any).
+    pub allowed_models: Option<Vec<String>>,
+    pub max_calls: u32,
+    pub max_tokens: Option<u64>,
+    /// Calls made and tokens generated so far.
+    pub used: Mutex<(u32, u64)>,
+}
+
+impl StageGateway {
+    /// Refuses a call the stage's grants or caps do not allow.
+    fn admit(&self) -> Result<(), GatewayError> {
+        let label = format!("{}/{}", self.agent, self.stage);
+        if let Some(allowed) = &self.allowed_models {
+            if !allowed.contains(&self.model.name) {
+                let list = allowed
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(GatewayError::NotAllowed(format!(
+                    "model `{}` is not allowed for stage `{label}`; allowed: {list}",
+                    self.model.name
+                )));
+            }
+        }
+        let mut used = self.used.lock().expect("gateway counters poisoned");
+        if used.0 >= self.max_calls {
+            return Err(GatewayError::NotAllowed(format!(
+                "stage `{label}` reached its limit of {} LLM calls; raise `max_llm_calls` if it needs more",
+                self.max_calls
+            )));
+        }
+        if let Some(max) = self.max_tokens.filter(|max| used.1 >= *max) {
+            return Err(GatewayError::NotAllowed(format!(
+                "stage `{label}` has generated {} tokens, its limit is {max}; raise `max_llm_tokens` if it needs more",
+                used.1
+            )));
+        }
+        used.0 += 1;
+        Ok(())
+    }
 }
 
 impl LlmGateway for StageGateway {
@@ -52,6 +93,7 @@ impl LlmGateway for StageGateway {
         messages: Vec<(String, String)>,
     ) -> BoxFuture<'_, Result<LlmReply, GatewayError>> {
         Box::pin(async move {
+            self.admit()?;
             let messages: Vec<Message> = messages
                 .into_iter()
                 .map(|(role, content)| Message { role, content })
@@ -92,6 +134,8 @@ impl LlmGateway for StageGateway {
                 ok = outcome.is_ok(),
                 "llm call finished"
             );
+            self.used.lock().expect("gateway counters poisoned").1 +=
+                record.eval_count.unwrap_or(0);
             self.observer
                 .call_finished(&self.agent, &self.stage, &record);
             self.log.push(CallEntry {

@@ -479,6 +479,10 @@ async fn run_stage(
             stage: stage.id.clone(),
             log: calls.clone(),
             observer: options.observer.clone(),
+            allowed_models: stage.allowed_models.clone(),
+            max_calls: stage.max_llm_calls,
+            max_tokens: stage.max_llm_tokens,
+            used: std::sync::Mutex::new((0, 0)),
         }) as Arc<dyn LlmGateway>
     });
     let services = StageServices {

@@ -23,6 +23,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Default stage wall-clock limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default cap on a stage's LLM calls.
+pub const DEFAULT_MAX_LLM_CALLS: u32 = 16;
 /// Default stage linear-memory cap.
 pub const DEFAULT_MEMORY: usize = 256 * 1024 * 1024;
 
@@ -88,6 +90,10 @@ pub struct Stage {
     /// Directories under the input directory the stage may read (relative, checked).
     pub read: Vec<String>,
     pub memory_limit: usize,
+    /// Models the stage may call (`None`: any).
+    pub allowed_models: Option<Vec<String>>,
+    pub max_llm_calls: u32,
+    pub max_llm_tokens: Option<u64>,
 }
 
 /// Which LLM backend a model is served by.

@@ -69,6 +69,16 @@ pub struct RawStage {
     /// Linear-memory cap: `256MiB`, `1GiB`, or bytes as a number.
     #[serde(default)]
     pub memory: Option<Spanned<Value>>,
+    /// The models this stage may call; a run whose (overridden) model is not
+    /// listed fails the call.
+    #[serde(default)]
+    pub models: Option<Spanned<Vec<String>>>,
+    /// Most `llm.generate` calls the stage may make (default 16).
+    #[serde(default)]
+    pub max_llm_calls: Option<Spanned<u32>>,
+    /// Most tokens the stage's calls may generate in all (default: no cap).
+    #[serde(default)]
+    pub max_llm_tokens: Option<Spanned<u64>>,
 }
 
 /// A model declaration; every field overrides the level above it.

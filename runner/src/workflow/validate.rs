@@ -3,8 +3,8 @@
 
 use super::schema::{RawAgent, RawModel, RawStage, RawWorkflow};
 use super::{
-    Agent, BackendKind, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Diagnostic, Located, ModelSpec, Pos,
-    SCHEMA_VERSION, Stage, options,
+    Agent, BackendKind, DEFAULT_MAX_LLM_CALLS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Diagnostic,
+    Located, ModelSpec, Pos, SCHEMA_VERSION, Stage, options,
 };
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -287,6 +287,12 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
         timeout,
         read,
         memory_limit,
+        allowed_models: stage.models.as_ref().map(|m| m.value.clone()),
+        max_llm_calls: stage
+            .max_llm_calls
+            .as_ref()
+            .map_or(DEFAULT_MAX_LLM_CALLS, |m| m.value),
+        max_llm_tokens: stage.max_llm_tokens.as_ref().map(|m| m.value),
     }
 }
 

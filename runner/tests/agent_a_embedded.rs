@@ -1,0 +1,91 @@
+//! Chimera Agent A end to end on the embedded backend: llama.cpp in-process
+//! with the default SmolLM2 model (fetched by `scripts/fetch-model`), over the
+//! project's own sample data. Metrics must be real, not placeholders.
+
+mod common;
+
+use common::{chimera, json, root, run};
+
+#[test]
+fn agent_a_runs_on_the_embedded_model_with_real_metrics() {
+    let model = chimera::llm::models::resolve("smollm2-135m")
+        .unwrap_or_else(|e| panic!("{e}\nrun scripts/fetch-model first"));
+    assert!(model.path.is_file());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(root().join("workflows/chimera-agent-a.yaml"))
+        .arg("--input")
+        .arg(root().join("sample-data"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--backend", "embedded", "--model", "smollm2-135m"])
+        .args([
+            "--set",
+            "model.options.num_ctx=2048",
+            "--set",
+            "model.options.num_predict=32",
+        ])
+        .args([
+            "--set",
+            "model.options.temperature=0",
+            "--set",
+            "model.options.seed=1",
+        ]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("report: "), "{stdout}");
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for section in [
+        "# Technical Report: Chimera Agent A Analysis",
+        "**Model:** smollm2-135m",
+        "**Configuration:** num_gpu=80, num_ctx=2048, temp=0, top_p=default",
+        "## Workflow Summary",
+        "- Files analyzed: 7",
+        "## Metrics",
+        "## Key Findings",
+        "## Recommendations",
+        "## Persona Prompt",
+    ] {
+        assert!(
+            report.contains(section),
+            "missing {section:?} in:\n{report}"
+        );
+    }
+
+    let metrics = json(&out.join("metrics.json"));
+    let calls = metrics["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "analyze and report");
+    let mut loads = 0;
+    for call in calls {
+        assert_eq!(call["backend"], "embedded");
+        assert!(call["eval_count"].as_u64().unwrap() > 0, "{call}");
+        assert!(
+            call["eval_count"].as_u64().unwrap() <= 32,
+            "num_predict bounds the answer: {call}"
+        );
+        assert!(call["prompt_eval_count"].as_u64().unwrap() > 0, "{call}");
+        assert!(call["tokens_per_second"].as_f64().unwrap() > 0.0, "{call}");
+        let ttft = call["ttft_ms"].as_f64().unwrap();
+        assert!(
+            ttft > 0.0 && ttft <= call["total_duration_ms"].as_f64().unwrap(),
+            "{call}"
+        );
+        if call["load_duration_ms"].as_f64().unwrap_or(0.0) > 0.0 {
+            loads += 1;
+        }
+    }
+    assert_eq!(
+        loads, 1,
+        "the model is loaded once and shared by both stages"
+    );
+    let tokens: u64 = calls
+        .iter()
+        .map(|c| c["eval_count"].as_u64().unwrap())
+        .sum();
+    assert!(
+        report.contains(&format!("- Tokens Generated: {tokens}\n")),
+        "{report}"
+    );
+}
