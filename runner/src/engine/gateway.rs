@@ -56,18 +56,20 @@ impl StageGateway {
     /// Refuses a call the stage's grants or caps do not allow.
     fn admit(&self) -> Result<(), GatewayError> {
         let label = format!("{}/{}", self.agent, self.stage);
-        if let Some(allowed) = &self.allowed_models {
-            if !allowed.contains(&self.model.name) {
-                let list = allowed
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(GatewayError::NotAllowed(format!(
-                    "model `{}` is not allowed for stage `{label}`; allowed: {list}",
-                    self.model.name
-                )));
-            }
+        if let Some(allowed) = self
+            .allowed_models
+            .as_ref()
+            .filter(|allowed| !allowed.contains(&self.model.name))
+        {
+            let list = allowed
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(GatewayError::NotAllowed(format!(
+                "model `{}` is not allowed for stage `{label}`; allowed: {list}",
+                self.model.name
+            )));
         }
         let mut used = self.used.lock().expect("gateway counters poisoned");
         if used.0 >= self.max_calls {
