@@ -56,9 +56,15 @@ enum Command {
     /// metrics) and `outputs/<agent>/<stage>.json`.
     Run {
         /// The workflow YAML file.
-        workflow: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        workflow: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
+        /// Continue an interrupted or failed run in its directory: completed
+        /// stages are kept, the rest run with the same workflow, input and
+        /// model overrides (from its `run.json`).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["workflow", "out", "input", "backend", "model", "set"])]
+        resume: Option<PathBuf>,
         /// Write the run record here instead of a new directory under `runs/`.
         #[arg(short, long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -187,7 +193,8 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 out,
                 json,
                 quiet,
-            } => run_workflow(&workflow, &run, out, json, quiet).await,
+                resume,
+            } => run_workflow(workflow, run, out, json, quiet, resume).await,
             Command::Models {
                 ollama_host,
                 openai_host,
@@ -324,21 +331,78 @@ fn engine_failure(e: &engine::EngineError) -> u8 {
     fail(code, &format!("error: {e}"))
 }
 
+/// How a run was asked for; `run.json` in the run directory, read by `--resume`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Invocation {
+    workflow: PathBuf,
+    input: PathBuf,
+    backend: Option<String>,
+    model: Option<String>,
+    set: Vec<String>,
+}
+
 async fn run_workflow(
-    path: &std::path::Path,
-    args: &RunArgs,
-    out: Option<PathBuf>,
+    workflow: Option<PathBuf>,
+    mut args: RunArgs,
+    mut out: Option<PathBuf>,
     json: bool,
     quiet: bool,
+    resume: Option<PathBuf>,
 ) -> Result<(), u8> {
-    let workflow = prepare(path, args)?;
+    let (path, resume) = match resume {
+        Some(dir) => {
+            let text = std::fs::read_to_string(dir.join("run.json")).map_err(|e| {
+                fail(2, &format!("error: cannot resume {}: no readable run.json ({e}); pass the directory of an earlier `chimera run`", dir.display()))
+            })?;
+            let invocation: Invocation = serde_json::from_str(&text).map_err(|e| {
+                fail(
+                    2,
+                    &format!(
+                        "error: cannot resume {}: run.json is not valid: {e}",
+                        dir.display()
+                    ),
+                )
+            })?;
+            let earlier = engine::Resume::load(&dir).map_err(|e| engine_failure(&e))?;
+            args.input = invocation.input;
+            args.backend = invocation.backend;
+            args.model = invocation.model;
+            args.set = invocation.set;
+            out = Some(dir);
+            (invocation.workflow, Some(earlier))
+        }
+        None => (workflow.unwrap_or_default(), None),
+    };
+    let workflow = prepare(&path, &args)?;
     let host = host()?;
+    let (stop, interrupt) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "interrupted: stopping the current stage and writing the record (Ctrl-C again to quit now)"
+            );
+            let _ = stop.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let invocation = Invocation {
+        workflow: std::path::absolute(&path).unwrap_or(path.clone()),
+        input: std::path::absolute(&args.input).unwrap_or(args.input.clone()),
+        backend: args.backend.clone(),
+        model: args.model.clone(),
+        set: args.set.clone(),
+    };
     let options = RunOptions {
         input: args.input.clone(),
         out,
-        backends: backends(args),
+        backends: backends(&args),
         observer: Arc::new(Progress::new(quiet || json)),
         stop_after: None,
+        interrupt: Some(interrupt),
+        resume,
+        invocation: serde_json::to_value(&invocation).unwrap_or_default(),
     };
     let outcome = engine::run(&workflow, &host, &options)
         .await
@@ -370,6 +434,13 @@ async fn run_workflow(
     match outcome.metrics.status {
         RunStatus::Ok => Ok(()),
         RunStatus::Failed => Err(1),
+        RunStatus::Interrupted => {
+            eprintln!(
+                "the run was interrupted; continue it with `chimera run --resume {}`",
+                outcome.dir.display()
+            );
+            Err(130)
+        }
     }
 }
 
@@ -421,6 +492,9 @@ async fn render(
         backends: engine::Backends::all(dry),
         observer: Arc::new(engine::Silent),
         stop_after: Some((agent.clone(), stage.to_owned())),
+        interrupt: None,
+        resume: None,
+        invocation: serde_json::Value::Null,
     };
     let outcome = engine::run(&workflow, &host, &options)
         .await

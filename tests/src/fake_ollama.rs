@@ -9,11 +9,17 @@
 //! use chimera_tests::fake_ollama::{FakeConfig, FakeOllama};
 //! let fake = FakeOllama::start(FakeConfig::tokens(["Hel", "lo"]));
 //! let url = fake.url(); // http://127.0.0.1:PORT, for a model's `host:`
+//!
+//! // Per request: busy for the first chat, then answers (the last script repeats).
+//! let fake = FakeOllama::start(
+//!     FakeConfig::default().fault(Fault::Status(503)).then(FakeConfig::default()),
+//! );
 //! ```
 
 use crate::http::{Chunker, Cut, Respond, Server, chunked_head, whole};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -48,7 +54,7 @@ impl Chunking {
     }
 }
 
-/// What goes wrong, for every chat or generate request.
+/// What goes wrong, for every chat or generate request the script answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this status and an `{"error": …}` body (404 names the model).
@@ -77,7 +83,8 @@ pub struct Metrics {
     pub done_reason: Option<String>,
 }
 
-/// The script the fake follows for every chat (or generate) request.
+/// The script the fake follows for every chat (or generate) request, or for
+/// the first one when [`then`](Self::then) scripts the later ones.
 #[derive(Debug, Clone)]
 pub struct FakeConfig {
     /// The model `/api/tags` lists.
@@ -95,6 +102,10 @@ pub struct FakeConfig {
     /// The text of `{"error": …}` answers; a realistic one by default.
     pub error_text: Option<String>,
     pub metrics: Metrics,
+    /// The scripts of the chat (or generate) requests after the first, in
+    /// order; the last one answers every request after them. Empty: this
+    /// script answers every request.
+    pub next: Vec<FakeConfig>,
 }
 
 impl Default for FakeConfig {
@@ -116,6 +127,7 @@ impl FakeConfig {
             stall_for: Duration::from_secs(10),
             error_text: None,
             metrics: Metrics::default(),
+            next: Vec::new(),
         }
     }
 
@@ -151,6 +163,24 @@ impl FakeConfig {
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Answers the next chat (or generate) request with `later` (and the
+    /// ones after it with `later`'s own [`then`](Self::then) scripts).
+    #[must_use]
+    pub fn then(mut self, mut later: FakeConfig) -> Self {
+        let after = std::mem::take(&mut later.next);
+        self.next.push(later);
+        self.next.extend(after);
+        self
+    }
+
+    /// The script for chat (or generate) request number `n` (from 0).
+    fn script(&self, n: usize) -> &FakeConfig {
+        match n.checked_sub(1) {
+            None => self,
+            Some(i) => self.next.get(i).or(self.next.last()).unwrap_or(self),
+        }
     }
 
     /// The final chunk's metric fields for a request whose prompt has
@@ -198,7 +228,13 @@ impl FakeOllama {
     /// When no local port or thread can be had.
     pub fn start(config: FakeConfig) -> Self {
         Self {
-            server: Server::start("fake-ollama", Ollama(config)),
+            server: Server::start(
+                "fake-ollama",
+                Ollama {
+                    config,
+                    chats: AtomicUsize::new(0),
+                },
+            ),
         }
     }
 
@@ -218,7 +254,11 @@ impl FakeOllama {
     }
 }
 
-struct Ollama(FakeConfig);
+struct Ollama {
+    config: FakeConfig,
+    /// Chat (and generate) requests answered so far, to pick their script.
+    chats: AtomicUsize,
+}
 
 impl Respond for Ollama {
     async fn respond(
@@ -226,7 +266,13 @@ impl Respond for Ollama {
         writer: &mut OwnedWriteHalf,
         request: &RecordedRequest,
     ) -> std::io::Result<bool> {
-        respond(writer, request, &self.0).await
+        let config = match (request.method.as_str(), request.path.as_str()) {
+            ("POST", "/api/chat" | "/api/generate") => self
+                .config
+                .script(self.chats.fetch_add(1, Ordering::SeqCst)),
+            _ => &self.config,
+        };
+        respond(writer, request, config).await
     }
 }
 

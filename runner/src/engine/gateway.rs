@@ -2,7 +2,7 @@
 //! stage's model, measures and logs every call, and reports progress.
 
 use super::Observer;
-use crate::llm::{Backend, CallRecord, Message};
+use crate::llm::{Backend, CallRecord, Message, RetryPolicy, chat_with_retry};
 use crate::plugin::{BoxFuture, GatewayError, LlmGateway, LlmReply};
 use crate::workflow::ModelSpec;
 use serde::Serialize;
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
 /// One LLM call as `calls.jsonl` keeps it: who made it, what was sent, what came back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CallEntry {
     pub agent: String,
     pub stage: String,
@@ -26,6 +26,13 @@ pub struct CallLog {
 }
 
 impl CallLog {
+    /// A log that starts with `entries` (a resumed run's earlier calls).
+    pub fn with(entries: Vec<CallEntry>) -> Self {
+        Self {
+            entries: Mutex::new(entries),
+        }
+    }
+
     fn push(&self, entry: CallEntry) {
         self.entries.lock().expect("call log poisoned").push(entry);
     }
@@ -48,6 +55,8 @@ pub struct StageGateway {
     pub allowed_models: Option<Vec<String>>,
     pub max_calls: u32,
     pub max_tokens: Option<u64>,
+    /// When a failed call is tried again.
+    pub retry: RetryPolicy,
     /// Calls made and tokens generated so far.
     pub used: Mutex<(u32, u64)>,
 }
@@ -104,11 +113,15 @@ impl LlmGateway for StageGateway {
             let (agent, stage) = (self.agent.clone(), self.stage.clone());
             let on_token = move |piece: &str| observer.token(&agent, &stage, piece);
             let span = tracing::info_span!("llm_call", backend = self.backend.name(), model = %self.model.name);
-            let result = self
-                .backend
-                .chat(&self.model, &messages, &on_token)
-                .instrument(span)
-                .await;
+            let result = chat_with_retry(
+                self.backend.as_ref(),
+                &self.retry,
+                &self.model,
+                &messages,
+                &on_token,
+            )
+            .instrument(span)
+            .await;
             let (record, outcome) = match result {
                 Ok(record) => {
                     let reply = LlmReply {

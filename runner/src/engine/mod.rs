@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Failures that stop a run before or outside any stage.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,84 @@ pub struct RunOptions {
     pub observer: Arc<dyn Observer>,
     /// Stop after this (agent, stage) has run; the rest of the workflow is not run.
     pub stop_after: Option<(String, String)>,
+    /// Becomes `true` to interrupt the run (Ctrl-C): in-flight calls are
+    /// dropped, the record is written, the status is `interrupted`.
+    pub interrupt: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Completed stages of an earlier run in the same directory, reused as they are.
+    pub resume: Option<Resume>,
+    /// How the run was asked for, written to `run.json` so `--resume` can repeat it.
+    pub invocation: Value,
+}
+
+/// What an earlier run in the same directory completed (`chimera run --resume`).
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    stages: Vec<StageMetrics>,
+    outputs: std::collections::HashMap<(String, String), Value>,
+    calls: Vec<CallEntry>,
+}
+
+impl Resume {
+    /// Reads `metrics.json`, the outputs of the stages that completed, and `calls.jsonl`.
+    ///
+    /// # Errors
+    /// When the directory holds no readable run record.
+    pub fn load(dir: &Path) -> Result<Self, EngineError> {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_err(|source| EngineError::Record {
+                path: dir.join(name),
+                source,
+            })
+        };
+        let bad = |name: &str, e: serde_json::Error| EngineError::Record {
+            path: dir.join(name),
+            source: std::io::Error::other(e),
+        };
+        #[derive(serde::Deserialize)]
+        struct Recorded {
+            stages: Vec<StageMetrics>,
+        }
+        let metrics: Recorded =
+            serde_json::from_str(&read("metrics.json")?).map_err(|e| bad("metrics.json", e))?;
+        let mut resume = Self::default();
+        for stage in metrics
+            .stages
+            .into_iter()
+            .filter(|s| s.status == StageStatus::Ok)
+        {
+            let name = format!("outputs/{}/{}.json", stage.agent, stage.stage);
+            let output = serde_json::from_str(&read(&name)?).map_err(|e| bad(&name, e))?;
+            resume
+                .outputs
+                .insert((stage.agent.clone(), stage.stage.clone()), output);
+            resume.stages.push(stage);
+        }
+        if let Ok(text) = read("calls.jsonl") {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let entry: CallEntry =
+                    serde_json::from_str(line).map_err(|e| bad("calls.jsonl", e))?;
+                if resume
+                    .outputs
+                    .contains_key(&(entry.agent.clone(), entry.stage.clone()))
+                {
+                    resume.calls.push(entry);
+                }
+            }
+        }
+        Ok(resume)
+    }
+
+    fn take(&self, agent: &str, stage: &str) -> Option<(StageMetrics, Value)> {
+        let key = (agent.to_owned(), stage.to_owned());
+        let output = self.outputs.get(&key)?.clone();
+        let mut record = self
+            .stages
+            .iter()
+            .find(|s| s.agent == agent && s.stage == stage)?
+            .clone();
+        record.resumed = true;
+        Some((record, output))
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -267,7 +346,16 @@ pub async fn run(
         report_errors: Vec::new(),
     };
 
-    let calls = Arc::new(CallLog::default());
+    dir.write_json("run.json", &options.invocation)
+        .map_err(record_err)?;
+    let calls = Arc::new(CallLog::with(
+        options
+            .resume
+            .as_ref()
+            .map(|r| r.calls.clone())
+            .unwrap_or_default(),
+    ));
+    let mut interrupted = false;
     let reporting = workflow
         .agents
         .iter()
@@ -279,8 +367,6 @@ pub async fn run(
         let agent_clock = Instant::now();
         let first_stage = metrics.stages.len();
         for stage in &agent.stages {
-            let span = tracing::info_span!("stage", agent = %agent.id, stage = %stage.id, plugin = %stage.plugin.value);
-            let _guard = span.enter();
             let mut record = StageMetrics {
                 agent: agent.id.clone(),
                 stage: stage.id.clone(),
@@ -295,8 +381,20 @@ pub async fn run(
                 guest_ms: 0.0,
                 llm_ms: 0.0,
                 output_bytes: 0,
+                resumed: false,
             };
-            if !failed {
+            let earlier = if failed || interrupted {
+                None
+            } else {
+                options
+                    .resume
+                    .as_ref()
+                    .and_then(|r| r.take(&agent.id, &stage.id))
+            };
+            if let Some((earlier, output)) = earlier {
+                record = earlier;
+                outputs.insert(stage.id.clone(), output);
+            } else if !failed && !interrupted {
                 options.observer.stage_started(&agent.id, &stage.id);
                 let stage_clock = Instant::now();
                 let context = StageContext {
@@ -307,7 +405,16 @@ pub async fn run(
                     options,
                     calls: &calls,
                 };
-                let result = run_stage(&context, agent, stage, &outputs, &mut record).await;
+                let span = tracing::info_span!("stage", agent = %agent.id, stage = %stage.id, plugin = %stage.plugin.value);
+                let work =
+                    run_stage(&context, agent, stage, &outputs, &mut record).instrument(span);
+                let result = match options.interrupt.clone() {
+                    Some(mut interrupt) => tokio::select! {
+                        result = work => result,
+                        _ = interrupt.wait_for(|stop| *stop) => Err(StageFailure::Interrupted),
+                    },
+                    None => work.await,
+                };
                 record.wall_ms = ms(stage_clock.elapsed());
                 match result {
                     Ok(output) => {
@@ -317,13 +424,18 @@ pub async fn run(
                             .map_err(record_err)?;
                         record.status = StageStatus::Ok;
                         outputs.insert(stage.id.clone(), output);
-                        tracing::info!(wall_ms = record.wall_ms, "stage finished");
+                        tracing::info!(agent = %agent.id, stage = %stage.id, wall_ms = record.wall_ms, "stage finished");
                     }
                     Err(failure) => {
-                        tracing::error!(error = %failure, "stage failed");
+                        tracing::error!(agent = %agent.id, stage = %stage.id, error = %failure, "stage failed");
+                        if matches!(failure, StageFailure::Interrupted) {
+                            interrupted = true;
+                            metrics.status = RunStatus::Interrupted;
+                        } else if metrics.status == RunStatus::Ok {
+                            metrics.status = RunStatus::Failed;
+                        }
                         record.status = StageStatus::Failed;
                         record.error = Some(failure);
-                        metrics.status = RunStatus::Failed;
                         failed = true;
                     }
                 }
@@ -372,7 +484,9 @@ pub async fn run(
                     metrics
                         .report_errors
                         .push(format!("agent `{}`: {e}", agent.id));
-                    metrics.status = RunStatus::Failed;
+                    if metrics.status == RunStatus::Ok {
+                        metrics.status = RunStatus::Failed;
+                    }
                 }
             }
         }
@@ -482,6 +596,7 @@ async fn run_stage(
             allowed_models: stage.allowed_models.clone(),
             max_calls: stage.max_llm_calls,
             max_tokens: stage.max_llm_tokens,
+            retry: crate::llm::RetryPolicy::default(),
             used: std::sync::Mutex::new((0, 0)),
         }) as Arc<dyn LlmGateway>
     });

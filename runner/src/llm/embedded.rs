@@ -8,7 +8,12 @@
 //!
 //! Options follow Ollama's names and defaults (`num_ctx` 2048, `num_predict`
 //! 256, `temperature` 0.8, …); server-only options (`num_gpu`, `use_mmap`, …)
-//! are ignored. A prompt that does not fit `num_ctx` with room for the answer
+//! are ignored. `num_thread` defaults to every available core: fastest on an
+//! idle machine, but llama.cpp's threads spin at each barrier, so when other
+//! processes hold the cores it slows down sharply (on 2 cores, measured
+//! ~120 tok/s idle with 2 threads, 1-15 tok/s under load, while 1 thread held
+//! ~70 tok/s): on a busy machine set `num_thread` below the core count.
+//! A prompt that does not fit `num_ctx` with room for the answer
 //! (`num_predict`, at most half the context) loses its start — the most
 //! recent text is kept — and the record says `prompt_truncated`.
 //!

@@ -16,6 +16,7 @@ pub mod models;
 mod ndjson;
 mod ollama;
 pub mod openai;
+pub mod retry;
 mod sse;
 
 pub use crate::workflow::ModelSpec;
@@ -23,6 +24,7 @@ pub use embedded::EmbeddedBackend;
 pub use ndjson::{DEFAULT_MAX_LINE, NdjsonDecoder, NdjsonError};
 pub use ollama::{OllamaBackend, resolve_ollama_host};
 pub use openai::{OpenAiBackend, resolve_openai_base};
+pub use retry::{RetryPolicy, chat_with_retry};
 pub use sse::{DEFAULT_MAX_EVENT, SseDecoder, SseError, SseEvent};
 
 use crate::plugin::BoxFuture;
@@ -120,10 +122,14 @@ pub struct CallRecord {
     pub prompt_truncated: bool,
     /// The whole response, or the part received before a failure.
     pub text: String,
-    /// Requests made for this call (retries would raise it).
+    /// Requests made for this call, retries included.
     pub attempts: u32,
     /// The failure's message, when the call failed.
     pub error: Option<String>,
+    /// The messages of the tries before the last one, oldest first, when the
+    /// call was retried (see [`retry`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempt_errors: Vec<String>,
 }
 
 /// Why a call failed, for code that reacts to the kind (retries, exit codes,

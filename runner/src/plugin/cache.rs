@@ -20,7 +20,7 @@ const SEAL_KEY_FILE: &str = ".seal-key";
 const HEADER: usize = MAGIC.len() + 32 + 32;
 
 /// How a component came to be ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadKind {
     /// Already prepared earlier in this process.

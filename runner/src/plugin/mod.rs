@@ -98,6 +98,23 @@ impl StageFailure {
     }
 }
 
+/// Read back from a record (for `--resume`): the kind is kept where it
+/// carries data-free meaning, the message always.
+impl<'de> serde::Deserialize<'de> for StageFailure {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            kind: String,
+            message: String,
+        }
+        let raw = Raw::deserialize(d)?;
+        Ok(match raw.kind.as_str() {
+            "interrupted" => Self::Interrupted,
+            _ => Self::Failed(raw.message),
+        })
+    }
+}
+
 impl serde::Serialize for StageFailure {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;

@@ -19,7 +19,7 @@ pub fn ms(d: Duration) -> f64 {
 }
 
 /// How a stage ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     Ok,
@@ -29,7 +29,7 @@ pub enum StageStatus {
 }
 
 /// One stage's record in `metrics.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StageMetrics {
     pub agent: String,
     pub stage: String,
@@ -50,6 +50,9 @@ pub struct StageMetrics {
     /// Inside `llm.generate` host calls.
     pub llm_ms: f64,
     pub output_bytes: usize,
+    /// Carried over from an earlier run by `--resume`, not run again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// Run status.
@@ -58,6 +61,8 @@ pub struct StageMetrics {
 pub enum RunStatus {
     Ok,
     Failed,
+    /// Stopped by Ctrl-C; `chimera run --resume <dir>` continues it.
+    Interrupted,
 }
 
 /// The whole `metrics.json`.

@@ -1,0 +1,127 @@
+//! Ctrl-C stops a run and keeps the record of what completed; `--resume`
+//! continues from the first incomplete stage with the same inputs.
+
+mod common;
+
+use common::{chimera, json, run, test_plugin, write};
+use std::time::{Duration, Instant};
+
+fn workflow(dir: &std::path::Path, second: &str, timeout: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        "resume.yaml",
+        &format!(
+            "version: 1
+name: resume
+agents:
+  - id: agent
+    stages:
+      - id: ingest
+        plugin: ingest
+        read: [reports]
+      - id: second
+        plugin: {plugin}
+        timeout: {timeout}
+        with: {second}
+",
+            plugin = test_plugin("hostile.wasm").display()
+        ),
+    )
+}
+
+fn input(dir: &std::path::Path) -> std::path::PathBuf {
+    write(dir, "input/reports/a.json", r#"{"tokens_per_second": 3.5}"#);
+    dir.join("input")
+}
+
+#[test]
+fn ctrl_c_marks_the_run_interrupted_and_keeps_completed_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flow = workflow(tmp.path(), "{mode: loop}", "120s");
+    let out = tmp.path().join("run");
+    let child = chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&flow)
+        .arg("--input")
+        .arg(input(tmp.path()))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first stage is recorded, then press Ctrl-C.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(out.join("metrics.json")).is_ok_and(|m| m.contains("\"ingest\""))
+    {
+        assert!(Instant::now() < deadline, "the first stage never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "Ctrl-C stops the looping stage promptly"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("chimera run --resume"), "{stderr}");
+    let metrics = json(&out.join("metrics.json"));
+    assert_eq!(metrics["status"], "interrupted");
+    assert_eq!(metrics["stages"][0]["status"], "ok");
+    assert_eq!(metrics["stages"][1]["error"]["kind"], "interrupted");
+    assert!(
+        out.join("outputs/agent/ingest.json").is_file(),
+        "the completed stage's output is kept"
+    );
+}
+
+#[test]
+fn resume_continues_from_the_first_incomplete_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flow = workflow(tmp.path(), "{mode: loop}", "1s");
+    let out = tmp.path().join("run");
+    let cache = tmp.path().join("cache");
+    let (code, _, stderr) = run(chimera(&cache)
+        .arg("run")
+        .arg(&flow)
+        .arg("--input")
+        .arg(input(tmp.path()))
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 1, "the looping stage times out: {stderr}");
+    let first = json(&out.join("metrics.json"));
+    let ingest_wall = first["stages"][0]["wall_ms"].clone();
+
+    // Fix the workflow, then resume in the same directory.
+    workflow(tmp.path(), "{mode: ok}", "1s");
+    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let metrics = json(&out.join("metrics.json"));
+    assert_eq!(metrics["status"], "ok");
+    assert_eq!(
+        metrics["stages"][0]["resumed"], true,
+        "ingest is not run again"
+    );
+    assert_eq!(metrics["stages"][0]["wall_ms"], ingest_wall);
+    assert_eq!(metrics["stages"][1]["status"], "ok");
+    assert!(metrics["stages"][1].get("resumed").is_none());
+    assert_eq!(json(&out.join("outputs/agent/second.json"))["ok"], true);
+}
+
+#[test]
+fn resume_of_a_directory_without_a_record_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(chimera(tmp.path())
+        .arg("run")
+        .arg("--resume")
+        .arg(tmp.path()));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no readable run.json"), "{stderr}");
+}
