@@ -3,46 +3,49 @@
 //! text helpers their messages use.
 
 use std::error::Error as _;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How much of a server's text a message quotes.
 pub(super) const MAX_QUOTE: usize = 400;
 
 /// The HTTP clients of one backend: a local server must not be reached through
-/// a proxy from the environment, a remote one may need it.
+/// a proxy from the environment, a remote one may need it. Each is built on
+/// first use (building a TLS client costs milliseconds; most runs use one
+/// backend, or none).
 pub(super) struct Clients {
+    connect: Duration,
     /// For loopback hosts: ignores `HTTP_PROXY` and friends.
-    direct: Result<reqwest::Client, String>,
+    direct: OnceLock<Result<reqwest::Client, String>>,
     /// For other hosts: honours `HTTP_PROXY` and friends.
-    proxied: Result<reqwest::Client, String>,
+    proxied: OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl Clients {
     /// Clients that give up connecting after `connect`.
     pub(super) fn new(connect: Duration) -> Self {
-        let build = |direct: bool| {
-            let mut builder = reqwest::Client::builder()
-                .connect_timeout(connect)
-                .tcp_nodelay(true);
-            if direct {
-                builder = builder.no_proxy();
-            }
-            builder.build().map_err(|e| source_text(&e))
-        };
         Self {
-            direct: build(true),
-            proxied: build(false),
+            connect,
+            direct: OnceLock::new(),
+            proxied: OnceLock::new(),
         }
     }
 
     /// The client for the server at `base`, or why it could not be built.
     pub(super) fn pick(&self, base: &str) -> Result<&reqwest::Client, &str> {
-        let client = if is_loopback(base) {
-            &self.direct
-        } else {
-            &self.proxied
-        };
-        client.as_ref().map_err(String::as_str)
+        let direct = is_loopback(base);
+        let slot = if direct { &self.direct } else { &self.proxied };
+        slot.get_or_init(|| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(self.connect)
+                .tcp_nodelay(true);
+            if direct {
+                builder = builder.no_proxy();
+            }
+            builder.build().map_err(|e| source_text(&e))
+        })
+        .as_ref()
+        .map_err(String::as_str)
     }
 }
 
