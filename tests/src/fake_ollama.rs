@@ -6,7 +6,7 @@
 //! use it alike; it records every request and stops when the handle drops.
 //!
 //! ```no_run
-//! use chimera_tests::fake_ollama::{FakeConfig, FakeOllama};
+//! use chimera_tests::fake_ollama::{FakeConfig, FakeOllama, Fault};
 //! let fake = FakeOllama::start(FakeConfig::tokens(["Hel", "lo"]));
 //! let url = fake.url(); // http://127.0.0.1:PORT, for a model's `host:`
 //!
