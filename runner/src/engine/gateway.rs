@@ -142,13 +142,6 @@ impl LlmGateway for StageGateway {
                     (*e.record, Err(GatewayError::Failed(message)))
                 }
             };
-            tracing::info!(
-                ttft_ms = record.ttft_ms,
-                tokens_per_second = record.tokens_per_second,
-                eval_count = record.eval_count,
-                ok = outcome.is_ok(),
-                "llm call finished"
-            );
             self.used.lock().expect("gateway counters poisoned").1 +=
                 record.eval_count.unwrap_or(0);
             self.observer

@@ -168,17 +168,7 @@ impl Backend for EmbeddedBackend {
         Box::pin(
             async move {
                 let result = self.chat_inner(model, messages, on_token).await;
-                match &result {
-                    Ok(r) => tracing::info!(
-                        ttft_ms = r.ttft_ms,
-                        wall_ms = r.wall_ms,
-                        load_duration_ms = r.load_duration_ms,
-                        tokens_per_second = r.tokens_per_second,
-                        eval_count = r.eval_count,
-                        "llm call finished"
-                    ),
-                    Err(e) => tracing::warn!(kind = %e.kind, error = %e, "llm call failed"),
-                }
+                super::log_outcome(&result);
                 result
             }
             .instrument(span),

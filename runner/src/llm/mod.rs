@@ -259,6 +259,21 @@ pub trait Backend: Send + Sync {
     ) -> BoxFuture<'a, Result<CallRecord, LlmError>>;
 }
 
+/// Logs how a call ended, inside its `llm_call` span (every backend's last step).
+pub(crate) fn log_outcome(result: &Result<CallRecord, LlmError>) {
+    match result {
+        Ok(r) => tracing::info!(
+            ttft_ms = r.ttft_ms,
+            wall_ms = r.wall_ms,
+            load_duration_ms = r.load_duration_ms,
+            tokens_per_second = r.tokens_per_second,
+            eval_count = r.eval_count,
+            "llm call finished"
+        ),
+        Err(e) => tracing::warn!(kind = %e.kind, error = %e, "llm call failed"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

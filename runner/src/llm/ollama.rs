@@ -163,16 +163,7 @@ impl Backend for OllamaBackend {
         Box::pin(
             async move {
                 let result = self.chat_stream(host, model, messages, on_token).await;
-                match &result {
-                    Ok(r) => tracing::info!(
-                        ttft_ms = r.ttft_ms,
-                        wall_ms = r.wall_ms,
-                        tokens_per_second = r.tokens_per_second,
-                        eval_count = r.eval_count,
-                        "llm call finished"
-                    ),
-                    Err(e) => tracing::warn!(kind = %e.kind, error = %e, "llm call failed"),
-                }
+                super::log_outcome(&result);
                 result
             }
             .instrument(span),
