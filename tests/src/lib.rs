@@ -3,3 +3,4 @@
 pub mod fake_ollama;
 pub mod fake_openai;
 pub mod http;
+pub mod support;

@@ -7,6 +7,7 @@ use chimera::llm::{
     Backend, CallRecord, EmbeddedBackend, LlmError, LlmErrorKind, Message, ModelSpec,
 };
 use chimera::workflow::BackendKind;
+use chimera_tests::support::{chat_collecting, model_spec};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,17 +23,7 @@ fn model_path() -> PathBuf {
 }
 
 fn spec(name: &str, options: &[(&str, Value)]) -> ModelSpec {
-    ModelSpec {
-        backend: BackendKind::Embedded,
-        name: name.into(),
-        host: None,
-        api_key_env: None,
-        keep_alive: None,
-        options: options
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    }
+    model_spec(BackendKind::Embedded, name, None, options)
 }
 
 /// Greedy and short, so answers are fast and repeatable. One thread: test
@@ -61,10 +52,7 @@ async fn chat(
     model: &ModelSpec,
     messages: &[Message],
 ) -> (Result<CallRecord, LlmError>, Vec<String>) {
-    let pieces = Mutex::new(Vec::new());
-    let on_token = |t: &str| pieces.lock().expect("pieces").push(t.to_owned());
-    let result = backend.chat(model, messages, &on_token).await;
-    (result, pieces.into_inner().expect("pieces"))
+    chat_collecting(backend, model, messages).await
 }
 
 async fn chat_ok(model: &ModelSpec, messages: &[Message]) -> (CallRecord, Vec<String>) {

@@ -1,28 +1,21 @@
 //! The Ollama backend against a fake Ollama that speaks the real wire protocol.
 
 use chimera::llm::{
-    Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, OllamaBackend, Timeouts,
+    CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, OllamaBackend, Timeouts,
 };
 use chimera::workflow::BackendKind;
 use chimera_tests::fake_ollama::{Chunking, FakeConfig, FakeOllama, Fault, Metrics, refused_url};
+use chimera_tests::support::{chat_collecting, model_spec};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::sync::Mutex;
 use std::time::Duration;
 
 const MODEL: &str = "gemma3:latest";
 
 fn model_at(host: &str, options: &[(&str, Value)], keep_alive: Option<Value>) -> ModelSpec {
     ModelSpec {
-        backend: BackendKind::Ollama,
-        name: MODEL.into(),
-        host: Some(host.into()),
-        api_key_env: None,
         keep_alive,
-        options: options
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
+        ..model_spec(BackendKind::Ollama, MODEL, Some(host), options)
     }
 }
 
@@ -39,10 +32,7 @@ async fn chat_with(
     model: &ModelSpec,
     messages: &[Message],
 ) -> (Result<CallRecord, LlmError>, Vec<String>) {
-    let pieces = Mutex::new(Vec::new());
-    let on_token = |t: &str| pieces.lock().expect("pieces").push(t.to_owned());
-    let result = backend.chat(model, messages, &on_token).await;
-    (result, pieces.into_inner().expect("pieces"))
+    chat_collecting(backend, model, messages).await
 }
 
 async fn chat(fake: &FakeOllama) -> (Result<CallRecord, LlmError>, Vec<String>) {

@@ -2,15 +2,15 @@
 //! wire protocol (server-sent events over chunked HTTP/1.1).
 
 use chimera::llm::{
-    Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, OpenAiBackend, Timeouts,
+    CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, OpenAiBackend, Timeouts,
 };
 use chimera::workflow::BackendKind;
 use chimera_tests::fake_openai::{
     Chunking, FakeConfig, FakeOpenAi, Fault, RETRY_AFTER_SECS, Timings, refused_url,
 };
+use chimera_tests::support::{chat_collecting, model_spec};
 use serde_json::{Value, json};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 const MODEL: &str = "qwen2.5-7b-instruct";
@@ -19,15 +19,8 @@ const CHILD_MARK: &str = "CHIMERA_OPENAI_TEST_CHILD";
 
 fn model_at(host: &str, options: &[(&str, Value)], api_key_env: Option<&str>) -> ModelSpec {
     ModelSpec {
-        backend: BackendKind::Openai,
-        name: MODEL.into(),
-        host: Some(host.into()),
         api_key_env: api_key_env.map(str::to_owned),
-        keep_alive: None,
-        options: options
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
+        ..model_spec(BackendKind::Openai, MODEL, Some(host), options)
     }
 }
 
@@ -43,10 +36,7 @@ async fn chat_with(
     backend: &OpenAiBackend,
     model: &ModelSpec,
 ) -> (Result<CallRecord, LlmError>, Vec<String>) {
-    let pieces = Mutex::new(Vec::new());
-    let on_token = |t: &str| pieces.lock().expect("pieces").push(t.to_owned());
-    let result = backend.chat(model, &prompt(), &on_token).await;
-    (result, pieces.into_inner().expect("pieces"))
+    chat_collecting(backend, model, &prompt()).await
 }
 
 async fn chat(fake: &FakeOpenAi) -> (Result<CallRecord, LlmError>, Vec<String>) {
