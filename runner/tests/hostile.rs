@@ -174,3 +174,49 @@ fn the_llm_call_cap_is_enforced() {
         "{message}"
     );
 }
+
+#[test]
+fn a_plugin_sees_no_environment_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = test_plugin("hostile.wasm");
+    let workflow = write(
+        tmp.path(),
+        "env.yaml",
+        &format!(
+            "version: 1\nname: env\nagents:\n  - id: a\n    stages:\n      - id: env\n        plugin: {}\n        with: {{mode: env}}\n",
+            plugin.display()
+        ),
+    );
+    let out = tmp.path().join("run");
+    let (code, _, stderr) = run(chimera(&tmp.path().join("cache"))
+        .env("CHIMERA_TEST_SECRET", "hunter2")
+        .arg("run")
+        .arg(&workflow)
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let vars = json(&out.join("outputs/a/env.json"))["vars"].clone();
+    assert_eq!(
+        vars,
+        serde_json::json!([]),
+        "the host's environment is not passed on"
+    );
+}
+
+#[test]
+fn a_plugin_cannot_open_sockets() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (code, metrics, stderr, _tmp) =
+        run_hostile(&format!("{{mode: connect, path: \"{addr}\"}}"), "");
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(
+        message.contains(&format!("cannot connect to {addr}")),
+        "{message}"
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "no connection reached the listener"
+    );
+}

@@ -1,7 +1,8 @@
 //! A hostile test plugin. `with: {mode: …}` picks the misbehaviour:
 //! `loop` (spins forever), `memory` (allocates until it cannot), `recursion`
 //! (overflows its stack), `panic`, `output` (returns `bytes` bytes of JSON,
-//! default 200 MB), `llm` (calls the model), `read` (reads `path`), `ok`.
+//! default 200 MB), `llm` (calls the model), `read` (reads `path`), `env`
+//! (lists its environment), `connect` (opens a TCP connection to `path`), `ok`.
 
 use chimera_plugin::{Info, Input, Plugin, StageError, export_plugin, llm};
 use serde::Deserialize;
@@ -66,6 +67,14 @@ impl Plugin for Hostile {
                 std::fs::read_to_string(&path)
                     .map(|text| json!({"leaked": text}))
                     .map_err(|e| StageError::Failed(format!("cannot read {path}: {e}")))
+            }
+            "env" => Ok(json!({"vars": std::env::vars().map(|(k, _)| k).collect::<Vec<_>>()})),
+            "connect" => {
+                let addr = config.path.unwrap_or_else(|| "127.0.0.1:9".into());
+                match std::net::TcpStream::connect(&addr) {
+                    Ok(_) => Ok(json!({"connected": addr})),
+                    Err(e) => Err(StageError::Failed(format!("cannot connect to {addr}: {e}"))),
+                }
             }
             "ok" => Ok(json!({"ok": true, "agent": input.agent})),
             other => Err(StageError::InvalidConfig(format!("unknown mode `{other}`"))),
