@@ -20,7 +20,7 @@ use std::time::Duration;
 #[command(
     name = "chimera",
     version,
-    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/ingest-only.yaml --input sample-data\n  chimera plugins\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow.\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
+    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/chimera-agent-a.yaml --input sample-data --backend embedded --model smollm2-135m --set model.options.num_ctx=2048\n  chimera render workflows/chimera-agent-a.yaml --stage analyze --input sample-data\n  chimera run --resume runs/20261125T190013Z-chimera-agent-a\n  chimera plugins; chimera models\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow, 130 interrupted (Ctrl-C).\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
 )]
 pub struct Cli {
     #[command(subcommand)]
