@@ -168,3 +168,31 @@ fn chimera_plugins_lists_built_ins_and_plugins_on_the_search_path() {
         "describe() carries the config schema"
     );
 }
+
+#[test]
+fn a_stage_without_a_grant_sees_no_directories_at_all() {
+    let sandbox = Sandbox::new();
+    let plugin = test_plugin("fs_probe.wasm");
+    let workflow = write(
+        sandbox.path(),
+        "nogrant.yaml",
+        &format!(
+            "version: 1\nname: nogrant\nagents:\n  - id: prober\n    stages:\n      - id: probe\n        plugin: {}\n        with:\n          paths: [\"reports/granted.txt\", \".\", \"/\"]\n",
+            plugin.display()
+        ),
+    );
+    let out = sandbox.path().join("run");
+    let (code, _, stderr) = run(chimera(&sandbox.path().join("cache"))
+        .arg("run")
+        .arg(&workflow)
+        .arg("--input")
+        .arg(sandbox.path().join("input"))
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let output = json(&out.join("outputs/prober/probe.json"));
+    assert_eq!(output["read_dirs"], serde_json::json!([]));
+    for r in output["results"].as_array().unwrap() {
+        assert_eq!(r["ok"], false, "nothing is readable without a grant: {r}");
+    }
+}
