@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chimera, json, run, test_plugin, write};
+use common::{chimera, json, run, run_workflow, test_plugin, write};
 
 /// Runs a workflow with a `victim` agent (hostile stage, then a stage that
 /// depends on it) and a `bystander` agent that runs an ordinary ingest.
@@ -44,13 +44,12 @@ agents:
         ),
     );
     let out = tmp.path().join("run");
-    let (code, _, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(&workflow)
-        .arg("--input")
-        .arg(tmp.path().join("input"))
-        .arg("--out")
-        .arg(&out));
+    let (code, _, stderr) = run_workflow(
+        &tmp.path().join("cache"),
+        &workflow,
+        &tmp.path().join("input"),
+        &out,
+    );
     let metrics = json(&out.join("metrics.json"));
     (code, metrics, stderr, tmp)
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{chimera, fixtures, json, run, write};
+use common::{fixtures, json, run_workflow, write};
 
 fn ingest_workflow(dir: &std::path::Path, extensions: &str) -> std::path::PathBuf {
     write(
@@ -18,13 +18,8 @@ fn ingest(extensions: &str) -> (serde_json::Value, serde_json::Value) {
     let tmp = tempfile::tempdir().unwrap();
     let workflow = ingest_workflow(tmp.path(), extensions);
     let out = tmp.path().join("run");
-    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(&workflow)
-        .arg("--input")
-        .arg(fixtures())
-        .arg("--out")
-        .arg(&out));
+    let (code, stdout, stderr) =
+        run_workflow(&tmp.path().join("cache"), &workflow, &fixtures(), &out);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
         stdout.contains("inventory/ingest"),
@@ -130,13 +125,7 @@ fn an_unparseable_file_is_reported_not_fatal() {
     write(&input, "reports/broken.json", "{not json");
     let workflow = ingest_workflow(tmp.path(), "[csv, json, md]");
     let out = tmp.path().join("run");
-    let (code, _, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(&workflow)
-        .arg("-i")
-        .arg(&input)
-        .arg("-o")
-        .arg(&out));
+    let (code, _, stderr) = run_workflow(&tmp.path().join("cache"), &workflow, &input, &out);
     assert_eq!(code, 0, "{stderr}");
     let output = json(&out.join("outputs/inventory/ingest.json"));
     assert_eq!(output["total_files"], 2);
@@ -158,13 +147,7 @@ fn a_warm_cache_is_used_on_the_second_run() {
     let cache = tmp.path().join("cache");
     for expected in ["compiled", "cache"] {
         let out = tmp.path().join(format!("run-{expected}"));
-        let (code, _, stderr) = run(chimera(&cache)
-            .arg("run")
-            .arg(&workflow)
-            .arg("-i")
-            .arg(fixtures())
-            .arg("-o")
-            .arg(&out));
+        let (code, _, stderr) = run_workflow(&cache, &workflow, &fixtures(), &out);
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(
             json(&out.join("metrics.json"))["stages"][0]["load_kind"],
@@ -179,13 +162,7 @@ fn a_tampered_or_foreign_cache_file_is_recompiled_not_loaded() {
     let workflow = ingest_workflow(tmp.path(), "[csv]");
     let run_with = |cache: &std::path::Path, name: &str| {
         let out = tmp.path().join(name);
-        let (code, _, stderr) = run(chimera(cache)
-            .arg("run")
-            .arg(&workflow)
-            .arg("-i")
-            .arg(fixtures())
-            .arg("-o")
-            .arg(&out));
+        let (code, _, stderr) = run_workflow(cache, &workflow, &fixtures(), &out);
         assert_eq!(code, 0, "{stderr}");
         json(&out.join("metrics.json"))["stages"][0]["load_kind"]
             .as_str()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chimera, json, run, test_plugin, write};
+use common::{chimera, json, run, run_workflow, test_plugin, write};
 use std::time::{Duration, Instant};
 
 fn workflow(dir: &std::path::Path, second: &str, timeout: &str) -> std::path::PathBuf {
@@ -88,13 +88,7 @@ fn resume_continues_from_the_first_incomplete_stage() {
     let flow = workflow(tmp.path(), "{mode: loop}", "1s");
     let out = tmp.path().join("run");
     let cache = tmp.path().join("cache");
-    let (code, _, stderr) = run(chimera(&cache)
-        .arg("run")
-        .arg(&flow)
-        .arg("--input")
-        .arg(input(tmp.path()))
-        .arg("--out")
-        .arg(&out));
+    let (code, _, stderr) = run_workflow(&cache, &flow, &input(tmp.path()), &out);
     assert_eq!(code, 1, "the looping stage times out: {stderr}");
     let first = json(&out.join("metrics.json"));
     let ingest_wall = first["stages"][0]["wall_ms"].clone();

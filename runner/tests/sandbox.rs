@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{chimera, json, run, test_plugin, write};
+use common::{chimera, json, run, run_workflow, test_plugin, write};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -49,13 +49,12 @@ impl Sandbox {
         );
         let out = self.path().join("run");
         let _ = std::fs::remove_dir_all(&out);
-        let (code, _, stderr) = run(chimera(&self.path().join("cache"))
-            .arg("run")
-            .arg(&workflow)
-            .arg("--input")
-            .arg(self.path().join("input"))
-            .arg("--out")
-            .arg(&out));
+        let (code, _, stderr) = run_workflow(
+            &self.path().join("cache"),
+            &workflow,
+            &self.path().join("input"),
+            &out,
+        );
         (code, json(&out.join("metrics.json")), stderr)
     }
 
@@ -182,13 +181,12 @@ fn a_stage_without_a_grant_sees_no_directories_at_all() {
         ),
     );
     let out = sandbox.path().join("run");
-    let (code, _, stderr) = run(chimera(&sandbox.path().join("cache"))
-        .arg("run")
-        .arg(&workflow)
-        .arg("--input")
-        .arg(sandbox.path().join("input"))
-        .arg("--out")
-        .arg(&out));
+    let (code, _, stderr) = run_workflow(
+        &sandbox.path().join("cache"),
+        &workflow,
+        &sandbox.path().join("input"),
+        &out,
+    );
     assert_eq!(code, 0, "{stderr}");
     let output = json(&out.join("outputs/prober/probe.json"));
     assert_eq!(output["read_dirs"], serde_json::json!([]));

@@ -77,3 +77,20 @@ pub fn json(path: &Path) -> serde_json::Value {
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("valid JSON")
 }
+
+/// `chimera run <workflow> --input <input> --out <out>` with a private cache;
+/// returns (exit code, stdout, stderr).
+pub fn run_workflow(
+    cache: &Path,
+    workflow: &Path,
+    input: &Path,
+    out: &Path,
+) -> (i32, String, String) {
+    run(chimera(cache)
+        .arg("run")
+        .arg(workflow)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out))
+}
