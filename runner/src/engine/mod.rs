@@ -356,6 +356,8 @@ pub async fn run(
             .unwrap_or_default(),
     ));
     let mut interrupted = false;
+    // calls.jsonl is rewritten only when a stage added calls.
+    let mut written_calls = usize::MAX;
     let reporting = workflow
         .agents
         .iter()
@@ -443,8 +445,12 @@ pub async fn run(
             options.observer.stage_finished(&record);
             metrics.stages.push(record);
             metrics.total_ms = ms(clock.elapsed());
-            metrics.calls = calls.entries().iter().map(call_summary).collect();
-            write_calls(&dir, &calls).map_err(record_err)?;
+            let entries = calls.entries();
+            if entries.len() != written_calls {
+                metrics.calls = entries.iter().map(call_summary).collect();
+                write_calls(&dir, &entries).map_err(record_err)?;
+                written_calls = entries.len();
+            }
             dir.write_json("metrics.json", &metrics)
                 .map_err(record_err)?;
             if options
@@ -516,10 +522,10 @@ fn finish(
 }
 
 /// Writes every LLM call so far (prompts, responses, metrics) as JSON lines.
-fn write_calls(dir: &RunDir, calls: &CallLog) -> std::io::Result<()> {
+fn write_calls(dir: &RunDir, entries: &[CallEntry]) -> std::io::Result<()> {
     let mut text = Vec::new();
-    for entry in calls.entries() {
-        serde_json::to_writer(&mut text, &entry).map_err(std::io::Error::other)?;
+    for entry in entries {
+        serde_json::to_writer(&mut text, entry).map_err(std::io::Error::other)?;
         text.push(b'\n');
     }
     dir.write("calls.jsonl", &text).map(drop)
