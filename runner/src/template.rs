@@ -15,6 +15,10 @@ use std::sync::Arc;
 
 /// Fuel for one render: bounds runaway loops in a shared template.
 const FUEL: u64 = 5_000_000;
+/// How deep includes, macros and blocks may nest (minijinja counts an
+/// include or macro call as about ten levels): a template that includes
+/// itself ends with an error instead of exhausting the stack.
+const RECURSION_LIMIT: usize = 200;
 
 /// Why a template could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,7 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
         env.set_keep_trailing_newline(true);
         let loader_path = search_path.clone();
         env.set_loader(move |name| Ok(load(&loader_path, name)));
@@ -258,5 +263,33 @@ mod tests {
         )]);
         let err = t.render("loop.j2", &json!({})).unwrap_err().to_string();
         assert!(err.contains("fuel"), "{err}");
+        assert!(
+            err.contains("loop.j2:1"),
+            "names the template and line: {err}"
+        );
+    }
+
+    #[test]
+    fn a_template_that_includes_itself_hits_the_recursion_limit() {
+        let (_d, t) = templates(&[
+            ("persona.j2", "You are\n{% include 'self.j2' %}"),
+            ("self.j2", "me and\n{% include 'self.j2' %}"),
+            (
+                "macro.j2",
+                "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}\n{{ f(0) }}",
+            ),
+        ]);
+        let err = t.render("persona.j2", &json!({})).unwrap_err().to_string();
+        assert!(err.contains("recursion limit"), "{err}");
+        assert!(
+            err.contains("self.j2:2"),
+            "names the template and line: {err}"
+        );
+        let err = t.render("macro.j2", &json!({})).unwrap_err().to_string();
+        assert!(err.contains("recursion limit"), "{err}");
+        assert!(
+            err.contains("macro.j2:1"),
+            "names the template and line: {err}"
+        );
     }
 }

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! Files reach a plugin only through `std::fs` on the directories in
-//! [`Input::read_dirs`]; the model through [`llm`]; templates through [`render`];
+//! [`Input::read_dirs`] (read-only) and [`Input::write_dir`]; the model through [`llm`]; templates through [`render`];
 //! the host's log through [`log`].
 
 use serde::Serialize;
@@ -89,6 +89,10 @@ pub struct Input {
     pub inputs: Map<String, Value>,
     /// Directories granted for reading (guest paths, read-only).
     pub read_dirs: Vec<String>,
+    /// The directory granted for writing (guest path), if the workflow grants
+    /// one; what the stage writes there is kept in the run record under
+    /// `files/<agent>/<stage>/`.
+    pub write_dir: Option<String>,
     /// The stage's prompt template name, if the workflow sets one.
     pub prompt_template: Option<String>,
     /// The agent's persona template name, if the workflow sets one.
@@ -266,6 +270,7 @@ pub mod __private {
             config,
             inputs,
             read_dirs: input.read_dirs,
+            write_dir: input.write_dir,
             prompt_template: input.prompt_template,
             persona_template: input.persona_template,
         };

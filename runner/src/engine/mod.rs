@@ -15,11 +15,12 @@ use crate::plugin::{
     StageServices,
 };
 use crate::record::{
-    METRICS_SCHEMA_VERSION, RunDir, RunMetrics, RunStatus, StageMetrics, StageStatus, ms,
+    METRICS_SCHEMA_VERSION, RunDir, RunMetrics, RunStatus, StageMetrics, StageStatus, WrittenFile,
+    ms,
 };
 use crate::template::Templates;
 use crate::workflow::BackendKind;
-use crate::workflow::{Diagnostic, Stage, Workflow};
+use crate::workflow::{Agent, Diagnostic, Stage, Workflow};
 use gateway::StageGateway;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -300,6 +301,80 @@ fn grants(input: &Path, stage: &Stage) -> Result<Vec<Grant>, StageFailure> {
     Ok(out)
 }
 
+/// Makes the stage's writable directory, `files/<agent>/<stage>/` in the run
+/// record, empty: a stage run again (by `--resume`) starts clean. Refused when
+/// a part of that path is a link (planted to lead it outside the run).
+fn write_grant(
+    run_dir: &Path,
+    agent: &Agent,
+    stage: &Stage,
+) -> Result<Option<Grant>, StageFailure> {
+    let Some(name) = &stage.write else {
+        return Ok(None);
+    };
+    let mut host = run_dir.to_path_buf();
+    let fail = |host: &Path, e: std::io::Error| {
+        StageFailure::Failed(format!(
+            "cannot prepare write grant `{name}` at {}: {e}",
+            host.display()
+        ))
+    };
+    for (i, part) in ["files", &agent.id, &stage.id].into_iter().enumerate() {
+        host.push(part);
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(StageFailure::Failed(format!(
+                    "write grant `{name}`: {} is a link; grants cannot follow links out of the run directory",
+                    host.display()
+                )));
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return Err(fail(&host, std::io::ErrorKind::NotADirectory.into()));
+            }
+            // The stage's own directory is emptied; its parents are shared.
+            Ok(_) if i == 2 => {
+                std::fs::remove_dir_all(&host).map_err(|e| fail(&host, e))?;
+                std::fs::create_dir(&host).map_err(|e| fail(&host, e))?;
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&host).map_err(|e| fail(&host, e))?,
+        }
+    }
+    Ok(Some(Grant {
+        host: Some(host),
+        guest: name.clone(),
+    }))
+}
+
+/// The regular files under `dir` (links not followed), sorted, with paths
+/// relative to the run directory.
+fn written_files(run_dir: &Path, dir: &Path) -> Vec<WrittenFile> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let relative = path.strip_prefix(run_dir).unwrap_or(&path);
+                files.push(WrittenFile {
+                    path: relative.to_string_lossy().into_owned(),
+                    bytes: entry.metadata().map_or(0, |m| m.len()),
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
 /// Runs every agent of `workflow` and writes the run record.
 ///
 /// # Errors
@@ -384,6 +459,7 @@ pub async fn run(
                 llm_ms: 0.0,
                 output_bytes: 0,
                 resumed: false,
+                files: Vec::new(),
             };
             let earlier = if failed || interrupted {
                 None
@@ -406,6 +482,7 @@ pub async fn run(
                     templates: &templates,
                     options,
                     calls: &calls,
+                    dir: &dir,
                 };
                 let span = tracing::info_span!("stage", agent = %agent.id, stage = %stage.id, plugin = %stage.plugin.value);
                 let work =
@@ -553,6 +630,7 @@ struct StageContext<'a> {
     templates: &'a Arc<Templates>,
     options: &'a RunOptions,
     calls: &'a Arc<CallLog>,
+    dir: &'a RunDir,
 }
 
 async fn run_stage(
@@ -569,6 +647,7 @@ async fn run_stage(
         templates,
         options,
         calls,
+        dir,
     } = *cx;
     let source: PluginSource = resolver
         .resolve(&stage.plugin.value, &workflow.dir)
@@ -586,6 +665,7 @@ async fn run_stage(
         config: stage.config.clone(),
         inputs: Value::Object(outputs.clone()),
         read: grants(&options.input, stage)?,
+        write: write_grant(dir.path(), agent, stage)?,
         prompt_template: stage.prompt.as_ref().map(|p| p.value.clone()),
         persona_template: agent.persona.as_ref().map(|p| p.value.clone()),
         timeout: stage.timeout,
@@ -612,6 +692,12 @@ async fn run_stage(
         label: format!("{}/{}", agent.id, stage.id),
     };
     let run = host.run(&loaded.prepared, &request, services).await;
+    if let Some(Grant {
+        host: Some(real), ..
+    }) = &request.write
+    {
+        record.files = written_files(dir.path(), real);
+    }
     record.instantiate_ms = ms(run.instantiate);
     record.guest_ms = ms(run.guest);
     record.llm_ms = ms(run.llm);

@@ -13,11 +13,11 @@
 pub mod embedded;
 mod http;
 pub mod models;
-mod ndjson;
+pub mod ndjson;
 mod ollama;
 pub mod openai;
 pub mod retry;
-mod sse;
+pub mod sse;
 
 pub use crate::workflow::ModelSpec;
 pub use embedded::EmbeddedBackend;

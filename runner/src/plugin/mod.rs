@@ -142,6 +142,8 @@ pub struct StageRequest {
     pub config: Value,
     pub inputs: Value,
     pub read: Vec<Grant>,
+    /// The one writable directory, preopened read-write.
+    pub write: Option<Grant>,
     pub prompt_template: Option<String>,
     pub persona_template: Option<String>,
     pub timeout: Duration,
@@ -416,9 +418,11 @@ impl PluginHost {
         // A stage owns its worker thread while it runs: file reads inline
         // instead of a `spawn_blocking` hop per call (ingest reads many small files).
         wasi.allow_blocking_current_thread(true);
-        for grant in &request.read {
+        let grants = request.read.iter().map(|g| (g, FsPerms::ReadOnly));
+        let writable = request.write.iter().map(|g| (g, FsPerms::ReadWrite));
+        for (grant, perms) in grants.chain(writable) {
             let Some(host) = &grant.host else { continue };
-            if let Err(e) = wasi.preopened_dir(host, &grant.guest, FsPerms::ReadOnly) {
+            if let Err(e) = wasi.preopened_dir(host, &grant.guest, perms) {
                 timings.result = Err(StageFailure::Failed(format!(
                     "cannot open granted directory {}: {e}",
                     host.display()
@@ -437,6 +441,7 @@ impl PluginHost {
             config: request.config.to_string(),
             inputs: request.inputs.to_string(),
             read_dirs: request.read.iter().map(|g| g.guest.clone()).collect(),
+            write_dir: request.write.as_ref().map(|g| g.guest.clone()),
             prompt_template: request.prompt_template.clone(),
             persona_template: request.persona_template.clone(),
         };

@@ -53,6 +53,17 @@ pub struct StageMetrics {
     /// Carried over from an earlier run by `--resume`, not run again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+    /// What the stage left in its `write:` directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<WrittenFile>,
+}
+
+/// A regular file a stage wrote, as found after the stage ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WrittenFile {
+    /// Relative to the run directory: `files/<agent>/<stage>/…`.
+    pub path: String,
+    pub bytes: u64,
 }
 
 /// Run status.

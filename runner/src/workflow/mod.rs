@@ -89,6 +89,9 @@ pub struct Stage {
     pub timeout: Duration,
     /// Directories under the input directory the stage may read (relative, checked).
     pub read: Vec<String>,
+    /// The writable directory's guest name (relative, checked); the host
+    /// directory is `files/<agent>/<stage>/` in the run record.
+    pub write: Option<String>,
     pub memory_limit: usize,
     /// Models the stage may call (`None`: any).
     pub allowed_models: Option<Vec<String>>,

@@ -66,6 +66,10 @@ pub struct RawStage {
     /// Directories under the run's input directory that the stage may read.
     #[serde(default)]
     pub read: Vec<Spanned<String>>,
+    /// The one directory the stage may write, by the name the plugin sees;
+    /// it lives in the run record under `files/<agent>/<stage>/`.
+    #[serde(default)]
+    pub write: Option<Spanned<String>>,
     /// Linear-memory cap: `256MiB`, `1GiB`, or bytes as a number.
     #[serde(default)]
     pub memory: Option<Spanned<Value>>,

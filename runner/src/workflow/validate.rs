@@ -92,6 +92,9 @@ fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
     let help = match text.as_str() {
         "expected sequence start" => Some("this key takes a list: `- item` lines, or `[a, b]`"),
         "expected mapping start" => Some("this takes a mapping: indented `key: value` lines"),
+        "expected string scalar" => {
+            Some("this key takes one text value (`key: value`), not a list or a mapping")
+        }
         _ => None,
     };
     Diagnostic::new(lowercase_first(&text), pos).help_opt(help.map(str::to_owned))
@@ -267,10 +270,10 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
             DEFAULT_MEMORY
         })
     });
-    let read = stage
+    let read: Vec<String> = stage
         .read
         .iter()
-        .filter_map(|r| match check_grant(&r.value) {
+        .filter_map(|r| match check_grant(&r.value, "the input directory") {
             Ok(g) => Some(g),
             Err(why) => {
                 errors.push(Diagnostic::new(format!("read grant `{}` {why}", r.value), pos(r)).help("grants are directories relative to the run's `--input` directory, e.g. `read: [reports]`"));
@@ -278,6 +281,31 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
             }
         })
         .collect();
+    let write = stage.write.as_ref().and_then(|w| {
+        match check_grant(&w.value, "the stage's files directory") {
+            Ok(g) => Some(g),
+            Err(why) => {
+                errors.push(
+                    Diagnostic::new(format!("write grant `{}` {why}", w.value), pos(w))
+                        .help(WRITE_HELP),
+                );
+                None
+            }
+        }
+    });
+    if let Some(w) = stage
+        .write
+        .as_ref()
+        .filter(|_| write.as_ref().is_some_and(|w| read.contains(w)))
+    {
+        errors.push(
+            Diagnostic::new(
+                format!("write grant `{}` has the name of a read grant", w.value),
+                pos(w),
+            )
+            .help(WRITE_HELP),
+        );
+    }
     Stage {
         id: stage.id.value.clone(),
         plugin: located(&stage.plugin),
@@ -286,6 +314,7 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
         model,
         timeout,
         read,
+        write,
         memory_limit,
         allowed_models: stage.models.as_ref().map(|m| m.value.clone()),
         max_llm_calls: stage
@@ -296,20 +325,22 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
     }
 }
 
-/// A grant is a relative path that stays inside the input directory.
-fn check_grant(grant: &str) -> Result<String, &'static str> {
+const WRITE_HELP: &str = "`write:` names the one directory the plugin may write, e.g. `write: out`; it is kept in the run record under `files/<agent>/<stage>/`";
+
+/// A grant is a relative path that stays inside `root` (named for messages).
+fn check_grant(grant: &str, root: &str) -> Result<String, String> {
     let path = std::path::Path::new(grant);
     if grant.trim().is_empty() {
-        return Err("is empty");
+        return Err("is empty".into());
     }
     if path.is_absolute() || grant.starts_with('/') || grant.starts_with('\\') {
-        return Err("is an absolute path");
+        return Err("is an absolute path".into());
     }
     if path
         .components()
         .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err("leaves the input directory with `..`");
+        return Err(format!("leaves {root} with `..`"));
     }
     let normal: Vec<String> = path
         .components()
@@ -319,7 +350,7 @@ fn check_grant(grant: &str) -> Result<String, &'static str> {
         })
         .collect();
     if normal.is_empty() {
-        return Err("names the input directory itself; grant its subdirectories");
+        return Err(format!("names {root} itself; grant a subdirectory"));
     }
     Ok(normal.join("/"))
 }
@@ -470,11 +501,17 @@ mod tests {
 
     #[test]
     fn grants_must_stay_inside_the_input_directory() {
-        assert_eq!(check_grant("reports/"), Ok("reports".into()));
-        assert_eq!(check_grant("./csv_data"), Ok("csv_data".into()));
-        assert!(check_grant("../etc").is_err());
-        assert!(check_grant("reports/../../etc").is_err());
-        assert!(check_grant("/etc").is_err());
-        assert!(check_grant(".").is_err());
+        assert_eq!(
+            check_grant("reports/", "the input directory"),
+            Ok("reports".into())
+        );
+        assert_eq!(
+            check_grant("./csv_data", "the input directory"),
+            Ok("csv_data".into())
+        );
+        assert!(check_grant("../etc", "the input directory").is_err());
+        assert!(check_grant("reports/../../etc", "the input directory").is_err());
+        assert!(check_grant("/etc", "the input directory").is_err());
+        assert!(check_grant(".", "the input directory").is_err());
     }
 }
