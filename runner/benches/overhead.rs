@@ -2,7 +2,8 @@
 //! zero-latency fake Ollama: process wall time minus time inside LLM calls,
 //! next to a plain reqwest client sending the same two requests.
 //!
-//! `cargo bench -p chimera --bench overhead` (release build of `chimera`).
+//! `cargo bench -p chimera --bench overhead` (release build of `chimera`);
+//! `CHIMERA_BENCH_BIN=/path/to/chimera` measures another build instead.
 
 use chimera_tests::fake_ollama::{FakeConfig, FakeOllama};
 use futures_util::StreamExt;
@@ -29,9 +30,12 @@ fn main() {
     let fixtures = root.join("../shared/fixtures/benchmark-artifacts");
     let scratch = tempfile::tempdir().expect("temp dir");
     let cache = scratch.path().join("cache");
+    // Another build of chimera can be measured by the same harness (A/B runs).
+    let binary = std::env::var_os("CHIMERA_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_chimera").into());
     let run = |out: &Path| {
         let start = Instant::now();
-        let status = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        let status = Command::new(&binary)
             .env("CHIMERA_CACHE_DIR", &cache)
             .arg("run")
             .arg(root.join("workflows/chimera-agent-a.yaml"))

@@ -63,7 +63,8 @@ impl Harvest {
         }
     }
 
-    /// Reads one file; JSON and CSV are parsed, other types are only counted.
+    /// Reads one file; JSON and CSV are parsed, other types are only counted
+    /// (by the inventory).
     pub fn file(&mut self, path: &str, ext: &str) -> Result<(), String> {
         match ext {
             "json" => {
@@ -74,9 +75,8 @@ impl Harvest {
                 Ok(())
             }
             "csv" => self.csv(path),
-            _ => std::fs::metadata(path)
-                .map(drop)
-                .map_err(|e| format!("cannot read: {e}")),
+            // Counted by the inventory already; nothing to parse.
+            _ => Ok(()),
         }
     }
 

@@ -67,6 +67,28 @@ fn walk(dir: &str, wanted: &[String], inventory: &mut Inventory) {
     entries.sort_by_key(std::fs::DirEntry::file_name);
     for entry in entries {
         let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
+        // The entry's type comes with the directory listing: no stat for
+        // directories or for files of types nobody asked for.
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
+            Err(e) => {
+                inventory
+                    .errors
+                    .push(json!({"path": path, "error": e.to_string()}));
+                continue;
+            }
+        };
+        if kind.is_dir() {
+            walk(&path, wanted, inventory);
+            continue;
+        }
+        let ext = path
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_lowercase())
+            .unwrap_or_default();
+        if !kind.is_file() || !wanted.contains(&ext) {
+            continue;
+        }
         let meta = match entry.metadata() {
             Ok(meta) => meta,
             Err(e) => {
@@ -76,17 +98,6 @@ fn walk(dir: &str, wanted: &[String], inventory: &mut Inventory) {
                 continue;
             }
         };
-        if meta.is_dir() {
-            walk(&path, wanted, inventory);
-            continue;
-        }
-        let ext = path
-            .rsplit_once('.')
-            .map(|(_, e)| e.to_lowercase())
-            .unwrap_or_default();
-        if !meta.is_file() || !wanted.contains(&ext) {
-            continue;
-        }
         let modified = meta
             .modified()
             .ok()

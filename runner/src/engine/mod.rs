@@ -187,6 +187,12 @@ impl Resume {
         Ok(resume)
     }
 
+    /// Whether the earlier run completed this stage (it will not run again).
+    fn completed(&self, agent: &str, stage: &str) -> bool {
+        self.outputs
+            .contains_key(&(agent.to_owned(), stage.to_owned()))
+    }
+
     fn take(&self, agent: &str, stage: &str) -> Option<(StageMetrics, Value)> {
         let key = (agent.to_owned(), stage.to_owned());
         let output = self.outputs.get(&key)?.clone();
@@ -375,6 +381,33 @@ fn written_files(run_dir: &Path, dir: &Path) -> Vec<WrittenFile> {
     files
 }
 
+/// Starts loading the plugin of every stage that will run, in the
+/// background: a stage's compile or cache load then overlaps the stages
+/// before it instead of adding to the run's time.
+fn prefetch_plugins(
+    workflow: &Workflow,
+    host: &PluginHost,
+    resolver: &Resolver,
+    options: &RunOptions,
+) {
+    for (agent, stage) in workflow.stages() {
+        let done = options
+            .resume
+            .as_ref()
+            .is_some_and(|r| r.completed(&agent.id, &stage.id));
+        if !done && let Ok(source) = resolver.resolve(&stage.plugin.value, &workflow.dir) {
+            host.prefetch(&source);
+        }
+        if options
+            .stop_after
+            .as_ref()
+            .is_some_and(|(a, s)| *a == agent.id && *s == stage.id)
+        {
+            break;
+        }
+    }
+}
+
 /// Runs every agent of `workflow` and writes the run record.
 ///
 /// # Errors
@@ -421,6 +454,7 @@ pub async fn run(
         report_errors: Vec::new(),
     };
 
+    prefetch_plugins(workflow, host, &resolver, options);
     dir.write_json("run.json", &options.invocation)
         .map_err(record_err)?;
     let calls = Arc::new(CallLog::with(

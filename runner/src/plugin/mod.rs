@@ -165,7 +165,17 @@ pub struct Prepared {
     pre: bindings::StagePre<StageState>,
 }
 
-/// A prepared plugin and how long preparing took.
+/// A component being prepared, or prepared, and how.
+#[derive(Default)]
+struct Slot {
+    done: tokio::sync::OnceCell<Result<(Arc<Prepared>, LoadKind), String>>,
+    /// Set by the first `load` to take the result: only it reports the
+    /// compile or cache load; later stages report `memory`.
+    claimed: AtomicBool,
+}
+
+/// A prepared plugin, and how long the caller waited for it (a prefetched
+/// plugin may have been ready before it was asked for).
 pub struct Loaded {
     pub prepared: Arc<Prepared>,
     pub kind: LoadKind,
@@ -188,7 +198,9 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<StageState>,
     cache: ComponentCache,
-    prepared: Mutex<HashMap<[u8; 32], Arc<Prepared>>>,
+    /// One slot per component (by cache key): filled once, by whichever of
+    /// `prefetch` or `load` gets there first; the others wait for it.
+    slots: Mutex<HashMap<[u8; 32], Arc<Slot>>>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -247,7 +259,7 @@ impl PluginHost {
             engine,
             linker,
             cache,
-            prepared: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             ticker_stop,
         })
     }
@@ -257,6 +269,29 @@ impl PluginHost {
         &self.engine
     }
 
+    /// Starts preparing `source` in the background, so that a later [`load`]
+    /// of it finds it ready: the engine calls this for the stages ahead, and
+    /// loading overlaps the run's earlier work. Errors are left for `load` to
+    /// report.
+    ///
+    /// [`load`]: Self::load
+    pub fn prefetch(&self, source: &PluginSource) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok((key, bytes)) = self.key_of(source) else {
+            return;
+        };
+        let slot = self.slot(key);
+        if slot.done.initialized() {
+            return;
+        }
+        let work = self.preparation(source.name(), key, bytes);
+        runtime.spawn(async move {
+            let _ = slot.done.get_or_init(|| work).await;
+        });
+    }
+
     /// Compiles (or loads from cache) and links a plugin; repeated calls for
     /// the same bytes reuse the prepared instance in memory.
     ///
@@ -264,9 +299,36 @@ impl PluginHost {
     /// When the file cannot be read or is not a component of the stage world.
     pub async fn load(&self, source: &PluginSource) -> Result<Loaded, PluginError> {
         let start = Instant::now();
-        let name = source.name().to_owned();
+        let (key, bytes) = self.key_of(source)?;
+        let slot = self.slot(key);
+        let (prepared, kind) = slot
+            .done
+            .get_or_init(|| self.preparation(source.name(), key, bytes))
+            .await
+            .clone()
+            .map_err(|reason| PluginError::Invalid {
+                name: source.name().to_owned(),
+                reason,
+            })?;
+        let kind = if slot.claimed.swap(true, Ordering::AcqRel) {
+            LoadKind::Memory
+        } else {
+            kind
+        };
+        Ok(Loaded {
+            prepared,
+            kind,
+            load_time: start.elapsed(),
+        })
+    }
+
+    /// The cache key of a plugin's bytes, and the bytes.
+    fn key_of(
+        &self,
+        source: &PluginSource,
+    ) -> Result<([u8; 32], std::borrow::Cow<'static, [u8]>), PluginError> {
         let bytes = source.bytes().map_err(|e| PluginError::Read {
-            name: name.clone(),
+            name: source.name().to_owned(),
             path: source.path().unwrap_or_default(),
             source: e,
         })?;
@@ -274,51 +336,52 @@ impl PluginHost {
             Some(sha) => sha,
             None => Sha256::digest(&bytes).into(),
         };
-        let key = ComponentCache::key(&self.engine, &sha);
-        if let Some(prepared) = self
-            .prepared
+        Ok((ComponentCache::key(&self.engine, &sha), bytes))
+    }
+
+    fn slot(&self, key: [u8; 32]) -> Arc<Slot> {
+        self.slots
             .lock()
-            .expect("prepared map poisoned")
-            .get(&key)
-            .cloned()
-        {
-            return Ok(Loaded {
-                prepared,
-                kind: LoadKind::Memory,
-                load_time: start.elapsed(),
-            });
+            .expect("plugin slots poisoned")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// The work of preparing a component, on a blocking thread: the sealed
+    /// cache entry if there is one, else a compile (stored in the cache),
+    /// then linking against the host's imports.
+    fn preparation(
+        &self,
+        name: &str,
+        key: [u8; 32],
+        bytes: std::borrow::Cow<'static, [u8]>,
+    ) -> impl Future<Output = Result<(Arc<Prepared>, LoadKind), String>> + Send + 'static {
+        let (engine, linker, cache) =
+            (self.engine.clone(), self.linker.clone(), self.cache.clone());
+        let name = name.to_owned();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let start = Instant::now();
+                let (component, kind) = match cache.load(&engine, &key) {
+                    Some(component) => (component, LoadKind::Cache),
+                    None => {
+                        let component =
+                            Component::new(&engine, &bytes).map_err(|e| format!("{e:#}"))?;
+                        cache.store(&key, &component);
+                        (component, LoadKind::Compiled)
+                    }
+                };
+                let instance_pre = linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| format!("{e:#}"))?;
+                let pre = bindings::StagePre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
+                tracing::debug!(plugin = %name, ?kind, ms = start.elapsed().as_secs_f64() * 1e3, "plugin prepared");
+                Ok((Arc::new(Prepared { name, pre }), kind))
+            })
+            .await
+            .map_err(|e| format!("preparing the plugin failed: {e}"))?
         }
-        let invalid = |reason: String| PluginError::Invalid {
-            name: name.clone(),
-            reason,
-        };
-        let (component, kind) = if let Some(c) = self.cache.load(&self.engine, &key) {
-            (c, LoadKind::Cache)
-        } else {
-            let engine = self.engine.clone();
-            let bytes = bytes.into_owned();
-            let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-                .await
-                .map_err(|e| invalid(e.to_string()))?
-                .map_err(|e| invalid(format!("{e:#}")))?;
-            self.cache.store(&key, &component);
-            (component, LoadKind::Compiled)
-        };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = bindings::StagePre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
-        let prepared = Arc::new(Prepared { name, pre });
-        self.prepared
-            .lock()
-            .expect("prepared map poisoned")
-            .insert(key, prepared.clone());
-        Ok(Loaded {
-            prepared,
-            kind,
-            load_time: start.elapsed(),
-        })
     }
 
     fn store(

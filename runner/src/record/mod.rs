@@ -41,7 +41,9 @@ pub struct StageMetrics {
     pub error: Option<StageFailure>,
     /// From the start of the stage to its record: load + instantiate + guest.
     pub wall_ms: f64,
-    /// Compile, cache load, or in-memory reuse.
+    /// How long the stage waited for its plugin. Plugins are prepared ahead
+    /// in the background (compile, cache load), so a stage whose plugin was
+    /// ready waited about nothing; `load_kind` says how it was prepared.
     pub load_ms: f64,
     pub load_kind: Option<LoadKind>,
     pub instantiate_ms: f64,
