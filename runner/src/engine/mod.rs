@@ -381,31 +381,33 @@ fn written_files(run_dir: &Path, dir: &Path) -> Vec<WrittenFile> {
     files
 }
 
-/// Starts loading the plugin of every stage that will run, in the
-/// background: a stage's compile or cache load then overlaps the stages
-/// before it instead of adding to the run's time.
-fn prefetch_plugins(
-    workflow: &Workflow,
-    host: &PluginHost,
-    resolver: &Resolver,
-    options: &RunOptions,
-) {
-    for (agent, stage) in workflow.stages() {
-        let done = options
-            .resume
-            .as_ref()
-            .is_some_and(|r| r.completed(&agent.id, &stage.id));
-        if !done && let Ok(source) = resolver.resolve(&stage.plugin.value, &workflow.dir) {
-            host.prefetch(&source);
-        }
-        if options
-            .stop_after
-            .as_ref()
-            .is_some_and(|(a, s)| *a == agent.id && *s == stage.id)
-        {
-            break;
-        }
+/// The plugin of the first stage after `agent/stage` that will run (not
+/// carried over by `--resume`, not past `stop_after`): prepared in the
+/// background while this stage runs, so its load overlaps this stage's work
+/// instead of adding to the run's time.
+fn next_plugin(cx: &StageContext<'_>, agent: &str, stage: &str) -> Option<PluginSource> {
+    let options = cx.options;
+    if options
+        .stop_after
+        .as_ref()
+        .is_some_and(|(a, s)| a == agent && s == stage)
+    {
+        return None;
     }
+    let (_, next) = cx
+        .workflow
+        .stages()
+        .skip_while(|(a, s)| !(a.id == agent && s.id == stage))
+        .skip(1)
+        .find(|(a, s)| {
+            !options
+                .resume
+                .as_ref()
+                .is_some_and(|r| r.completed(&a.id, &s.id))
+        })?;
+    cx.resolver
+        .resolve(&next.plugin.value, &cx.workflow.dir)
+        .ok()
 }
 
 /// Runs every agent of `workflow` and writes the run record.
@@ -454,7 +456,6 @@ pub async fn run(
         report_errors: Vec::new(),
     };
 
-    prefetch_plugins(workflow, host, &resolver, options);
     dir.write_json("run.json", &options.invocation)
         .map_err(record_err)?;
     let calls = Arc::new(CallLog::with(
@@ -691,6 +692,9 @@ async fn run_stage(
         .load(&source)
         .await
         .map_err(|e| StageFailure::Failed(e.to_string()))?;
+    if let Some(next) = next_plugin(cx, &agent.id, &stage.id) {
+        host.prefetch(&next);
+    }
     record.load_ms = ms(loaded.load_time);
     record.load_kind = Some(loaded.kind);
     let request = StageRequest {

@@ -41,9 +41,10 @@ pub struct StageMetrics {
     pub error: Option<StageFailure>,
     /// From the start of the stage to its record: load + instantiate + guest.
     pub wall_ms: f64,
-    /// How long the stage waited for its plugin. Plugins are prepared ahead
-    /// in the background (compile, cache load), so a stage whose plugin was
-    /// ready waited about nothing; `load_kind` says how it was prepared.
+    /// How long the stage waited for its plugin. The next stage's plugin is
+    /// prepared (compiled or loaded from the cache) in the background while a
+    /// stage runs, so a stage whose plugin was ready waited about nothing;
+    /// `load_kind` says how it was prepared.
     pub load_ms: f64,
     pub load_kind: Option<LoadKind>,
     pub instantiate_ms: f64,
