@@ -176,7 +176,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
         .enable_all()
         .build()
         .map_err(|e| fail(2, &format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Validate { workflow } => validate(&workflow).map(|w| {
                 let stages = w.stages().count();
@@ -216,7 +216,12 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 run,
             } => render(&workflow, &stage, agent.as_deref(), &run).await,
         }
-    })
+    });
+    // The record is written by now; a plugin still being prepared for a stage
+    // that will not run (the run failed or was interrupted) must not hold up
+    // the exit.
+    runtime.shutdown_background();
+    result
 }
 
 fn fail(code: u8, message: &str) -> u8 {
