@@ -219,3 +219,52 @@ fn a_plugin_cannot_open_sockets() {
         "no connection reached the listener"
     );
 }
+
+/// Bytes of the regular files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn a_disk_bomb_is_stopped_soon_after_its_write_limit() {
+    let (code, metrics, stderr, tmp) = run_hostile(
+        "{mode: disk, bytes: 209715200}",
+        "        write: out\n        write_limit: 8MiB",
+    );
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(
+        message.contains("wrote more than its limit of 8 MiB into `out`"),
+        "{message}"
+    );
+    let written = bytes_under(&tmp.path().join("run/files/victim/bad"));
+    assert!(
+        written > 8 << 20,
+        "stopped for passing the limit: {written}"
+    );
+    assert!(
+        written < 150 << 20,
+        "stopped while running, not after writing all 200 MiB: {written}"
+    );
+}
+
+#[test]
+fn a_stage_that_ends_over_its_write_limit_fails_and_one_under_it_does_not() {
+    // 9 MiB is written faster than the periodic check: the check at the end catches it.
+    let (code, metrics, stderr, _tmp) = run_hostile(
+        "{mode: disk, bytes: 9437184}",
+        "        write: out\n        write_limit: 8MiB",
+    );
+    let message = assert_contained(&metrics, code, &stderr);
+    assert!(message.contains("limit of 8 MiB"), "{message}");
+
+    let (code, metrics, stderr, _tmp) = run_hostile(
+        "{mode: disk, bytes: 4194304}",
+        "        write: out\n        write_limit: 8MiB",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(metrics["stages"][0]["files"].as_array().unwrap().len(), 4);
+}

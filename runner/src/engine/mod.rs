@@ -355,28 +355,17 @@ fn write_grant(
 /// The regular files under `dir` (links not followed), sorted, with paths
 /// relative to the run directory.
 fn written_files(run_dir: &Path, dir: &Path) -> Vec<WrittenFile> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let path = entry.path();
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let relative = path.strip_prefix(run_dir).unwrap_or(&path);
-                files.push(WrittenFile {
-                    path: relative.to_string_lossy().into_owned(),
-                    bytes: entry.metadata().map_or(0, |m| m.len()),
-                });
-            }
-        }
-    }
+    let mut files: Vec<WrittenFile> = crate::plugin::files_under(dir)
+        .into_iter()
+        .map(|(path, bytes)| WrittenFile {
+            path: path
+                .strip_prefix(run_dir)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned(),
+            bytes,
+        })
+        .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files
 }
@@ -704,6 +693,7 @@ async fn run_stage(
         inputs: Value::Object(outputs.clone()),
         read: grants(&options.input, stage)?,
         write: write_grant(dir.path(), agent, stage)?,
+        write_limit: stage.write_limit,
         prompt_template: stage.prompt.as_ref().map(|p| p.value.clone()),
         persona_template: agent.persona.as_ref().map(|p| p.value.clone()),
         timeout: stage.timeout,

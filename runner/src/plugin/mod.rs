@@ -16,7 +16,7 @@ use imports::StageState;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -144,6 +144,8 @@ pub struct StageRequest {
     pub read: Vec<Grant>,
     /// The one writable directory, preopened read-write.
     pub write: Option<Grant>,
+    /// Most bytes the stage may leave in `write`.
+    pub write_limit: u64,
     pub prompt_template: Option<String>,
     pub persona_template: Option<String>,
     pub timeout: Duration,
@@ -522,7 +524,21 @@ impl PluginHost {
         let (mut store, stderr) = self.store(wasi, services, request.memory_limit);
         let deadline = Instant::now() + request.timeout;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| Ok(deadline_check(deadline)));
+        let quota = request.write.as_ref().and_then(|grant| {
+            let dir = grant.host.clone()?;
+            Some((dir, WriteLimitExceeded::new(grant, request.write_limit)))
+        });
+        let mut ticks = 0u32;
+        store.epoch_deadline_callback(move |_| {
+            ticks = ticks.wrapping_add(1);
+            if let Some((dir, over)) = &quota
+                && ticks.is_multiple_of(WRITE_CHECK_TICKS)
+                && bytes_under(dir) > over.limit
+            {
+                return Err(over.clone().into());
+            }
+            Ok(deadline_check(deadline))
+        });
 
         let input = wit::StageInput {
             stage_id: request.stage.clone(),
@@ -566,6 +582,22 @@ impl PluginHost {
                     Ok(Err(wit::StageError::InvalidConfig(m))) => {
                         Err(StageFailure::InvalidConfig(m))
                     }
+                    Ok(Ok(_))
+                        if request.write.as_ref().is_some_and(|grant| {
+                            grant
+                                .host
+                                .as_deref()
+                                .is_some_and(|dir| bytes_under(dir) > request.write_limit)
+                        }) =>
+                    {
+                        Err(StageFailure::InvalidOutput(
+                            WriteLimitExceeded::new(
+                                request.write.as_ref().expect("checked above"),
+                                request.write_limit,
+                            )
+                            .to_string(),
+                        ))
+                    }
                     Ok(Ok(output)) if output.data.len() > MAX_OUTPUT_BYTES => {
                         Err(StageFailure::InvalidOutput(format!(
                             "{} bytes of output exceed the limit of {MAX_OUTPUT_BYTES} bytes",
@@ -580,6 +612,57 @@ impl PluginHost {
         timings.llm = store.data().llm_time();
         timings
     }
+}
+
+/// How many epoch ticks pass between checks of a stage's `write:` directory
+/// size (10 ticks = 100 ms). Between checks a plugin can write at most what
+/// the disk takes in that time plus one host call's data.
+const WRITE_CHECK_TICKS: u32 = 10;
+
+/// A stage left more in its `write:` directory than its `write_limit:`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the plugin wrote more than its limit of {} MiB into `{guest}`; raise the stage's `write_limit:` if it needs more",
+    .limit >> 20
+)]
+struct WriteLimitExceeded {
+    guest: String,
+    limit: u64,
+}
+
+impl WriteLimitExceeded {
+    fn new(grant: &Grant, limit: u64) -> Self {
+        Self {
+            guest: grant.guest.clone(),
+            limit,
+        }
+    }
+}
+
+/// The regular files under `dir` and their sizes; links are not followed.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                files.push((entry.path(), entry.metadata().map_or(0, |m| m.len())));
+            }
+        }
+    }
+    files
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    files_under(dir).iter().map(|(_, bytes)| bytes).sum()
 }
 
 fn deadline_check(deadline: Instant) -> UpdateDeadline {
@@ -598,6 +681,9 @@ fn trap_failure(
     memory_limit: usize,
     stderr: &str,
 ) -> StageFailure {
+    if let Some(over) = error.downcast_ref::<WriteLimitExceeded>() {
+        return StageFailure::InvalidOutput(over.to_string());
+    }
     let trap = error.downcast_ref::<wasmtime::Trap>();
     if let Some(wasmtime::Trap::Interrupt) = trap {
         return StageFailure::TimedOut(timeout);

@@ -27,6 +27,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_LLM_CALLS: u32 = 16;
 /// Default stage linear-memory cap.
 pub const DEFAULT_MEMORY: usize = 256 * 1024 * 1024;
+/// What a stage may leave in its `write:` directory unless `write_limit:` says otherwise.
+pub const DEFAULT_WRITE_LIMIT: u64 = 256 * 1024 * 1024;
 
 /// Why a workflow could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,8 @@ pub struct Stage {
     /// The writable directory's guest name (relative, checked); the host
     /// directory is `files/<agent>/<stage>/` in the run record.
     pub write: Option<String>,
+    /// Most bytes the stage may leave in its `write:` directory.
+    pub write_limit: u64,
     pub memory_limit: usize,
     /// Models the stage may call (`None`: any).
     pub allowed_models: Option<Vec<String>>,

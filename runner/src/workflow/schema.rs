@@ -70,6 +70,10 @@ pub struct RawStage {
     /// it lives in the run record under `files/<agent>/<stage>/`.
     #[serde(default)]
     pub write: Option<Spanned<String>>,
+    /// Most bytes the stage may leave in its `write:` directory: `64MiB`,
+    /// `1GiB`, or bytes as a number (default 256 MiB).
+    #[serde(default)]
+    pub write_limit: Option<Spanned<Value>>,
     /// Linear-memory cap: `256MiB`, `1GiB`, or bytes as a number.
     #[serde(default)]
     pub memory: Option<Spanned<Value>>,

@@ -3,8 +3,8 @@
 
 use super::schema::{RawAgent, RawModel, RawStage, RawWorkflow};
 use super::{
-    Agent, BackendKind, DEFAULT_MAX_LLM_CALLS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Diagnostic,
-    Located, ModelSpec, Pos, SCHEMA_VERSION, Stage, options,
+    Agent, BackendKind, DEFAULT_MAX_LLM_CALLS, DEFAULT_MEMORY, DEFAULT_TIMEOUT,
+    DEFAULT_WRITE_LIMIT, Diagnostic, Located, ModelSpec, Pos, SCHEMA_VERSION, Stage, options,
 };
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -270,6 +270,21 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
             DEFAULT_MEMORY
         })
     });
+    let write_limit = stage.write_limit.as_ref().map_or(DEFAULT_WRITE_LIMIT, |m| {
+        parse_bytes(&m.value).map_or_else(
+            || {
+                errors.push(
+                    Diagnostic::new(
+                        format!("`write_limit: {}` is not a size", plain(&m.value)),
+                        pos(m),
+                    )
+                    .help("write e.g. `write_limit: 64MiB` or `1GiB`"),
+                );
+                DEFAULT_WRITE_LIMIT
+            },
+            |n| n as u64,
+        )
+    });
     let read: Vec<String> = stage
         .read
         .iter()
@@ -315,6 +330,7 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
         timeout,
         read,
         write,
+        write_limit,
         memory_limit,
         allowed_models: stage.models.as_ref().map(|m| m.value.clone()),
         max_llm_calls: stage

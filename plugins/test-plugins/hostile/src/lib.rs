@@ -54,6 +54,19 @@ impl Plugin for Hostile {
                 }
             }
             "recursion" => Ok(json!(recurse(0, &mut [0u8; 256]))),
+            "disk" => {
+                // Fills its write grant with 1 MiB files, `bytes` in all
+                // (default 200 MiB), unless stopped first.
+                let dir = input.write_dir.clone().unwrap_or_else(|| ".".into());
+                let chunk = vec![7u8; 1 << 20];
+                let files = config.bytes.unwrap_or(200 << 20).div_ceil(chunk.len());
+                for n in 0..files {
+                    if let Err(e) = std::fs::write(format!("{dir}/bomb-{n}"), &chunk) {
+                        return Err(StageError::Failed(format!("write failed: {e}")));
+                    }
+                }
+                Ok(json!({"files": files}))
+            }
             "panic" => panic!("hostile plugin panicked on purpose"),
             "output" => {
                 let bytes = config.bytes.unwrap_or(200 << 20);
