@@ -367,10 +367,10 @@ impl PluginHost {
 
     /// The work of preparing a component: the sealed cache entry if there
     /// is one, else a compile (stored in the cache), then linking against the
-    /// host's imports. In the `background` all of it runs on a blocking
+    /// host's imports. In the `background` the cache load runs on a blocking
     /// thread; in the foreground a cache hit (about a millisecond) runs
-    /// inline, sparing a thread hand-off on the stage's critical path, and
-    /// only a compile moves to a blocking thread.
+    /// inline, sparing a thread hand-off on the stage's critical path. A
+    /// compile always runs on a blocking thread.
     fn preparation(
         &self,
         name: &str,
