@@ -56,12 +56,7 @@ pub fn scan(roots: &[String], extensions: &[String]) -> Inventory {
 fn walk(dir: &str, wanted: &[String], inventory: &mut Inventory) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) => {
-            inventory
-                .errors
-                .push(json!({"path": dir, "error": e.to_string()}));
-            return;
-        }
+        Err(e) => return inventory.error(dir, &e),
     };
     let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
     entries.sort_by_key(std::fs::DirEntry::file_name);
@@ -72,9 +67,7 @@ fn walk(dir: &str, wanted: &[String], inventory: &mut Inventory) {
         let kind = match entry.file_type() {
             Ok(kind) => kind,
             Err(e) => {
-                inventory
-                    .errors
-                    .push(json!({"path": path, "error": e.to_string()}));
+                inventory.error(&path, &e);
                 continue;
             }
         };
@@ -92,9 +85,7 @@ fn walk(dir: &str, wanted: &[String], inventory: &mut Inventory) {
         let meta = match entry.metadata() {
             Ok(meta) => meta,
             Err(e) => {
-                inventory
-                    .errors
-                    .push(json!({"path": path, "error": e.to_string()}));
+                inventory.error(&path, &e);
                 continue;
             }
         };
@@ -127,6 +118,12 @@ fn format_time(seconds: i64) -> String {
 }
 
 impl Inventory {
+    /// Notes a path that could not be read; the walk goes on.
+    fn error(&mut self, path: &str, error: &std::io::Error) {
+        self.errors
+            .push(json!({"path": path, "error": error.to_string()}));
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
