@@ -352,18 +352,18 @@ fn write_grant(
     }))
 }
 
-/// The regular files under `dir` (links not followed), sorted, with paths
-/// relative to the run directory.
-fn written_files(run_dir: &Path, dir: &Path) -> Vec<WrittenFile> {
-    let mut files: Vec<WrittenFile> = crate::plugin::files_under(dir)
-        .into_iter()
+/// What a stage left in its write grant, sorted, with paths relative to the
+/// run directory.
+fn written_files(run_dir: &Path, written: &[(PathBuf, u64)]) -> Vec<WrittenFile> {
+    let mut files: Vec<WrittenFile> = written
+        .iter()
         .map(|(path, bytes)| WrittenFile {
             path: path
                 .strip_prefix(run_dir)
-                .unwrap_or(&path)
+                .unwrap_or(path)
                 .to_string_lossy()
                 .into_owned(),
-            bytes,
+            bytes: *bytes,
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -720,12 +720,7 @@ async fn run_stage(
         label: format!("{}/{}", agent.id, stage.id),
     };
     let run = host.run(&loaded.prepared, &request, services).await;
-    if let Some(Grant {
-        host: Some(real), ..
-    }) = &request.write
-    {
-        record.files = written_files(dir.path(), real);
-    }
+    record.files = written_files(dir.path(), &run.written);
     record.instantiate_ms = ms(run.instantiate);
     record.guest_ms = ms(run.guest);
     record.llm_ms = ms(run.llm);

@@ -193,6 +193,9 @@ pub struct StageRun {
     pub llm: Duration,
     /// What the guest wrote to stderr (truncated).
     pub stderr: String,
+    /// The regular files left in the `write:` directory, with their sizes
+    /// (listed once, after the guest returned or was stopped).
+    pub written: Vec<(PathBuf, u64)>,
 }
 
 /// The process-wide plugin host.
@@ -504,6 +507,7 @@ impl PluginHost {
             guest: Duration::ZERO,
             llm: Duration::ZERO,
             stderr: String::new(),
+            written: Vec::new(),
         };
         let mut wasi = WasiCtxBuilder::new();
         // A stage owns its worker thread while it runs: file reads inline
@@ -560,6 +564,9 @@ impl PluginHost {
         let outcome = tokio::time::timeout(request.timeout, call).await;
         let total = started.elapsed();
         timings.stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
+        let write_dir = request.write.as_ref().and_then(|g| g.host.as_deref());
+        timings.written = write_dir.map(files_under).unwrap_or_default();
+        let written_bytes: u64 = timings.written.iter().map(|(_, bytes)| bytes).sum();
         timings.result = match outcome {
             Err(_) => Err(StageFailure::TimedOut(request.timeout)),
             Ok(Err(e)) => Err(trap_failure(
@@ -582,20 +589,13 @@ impl PluginHost {
                     Ok(Err(wit::StageError::InvalidConfig(m))) => {
                         Err(StageFailure::InvalidConfig(m))
                     }
-                    Ok(Ok(_))
-                        if request.write.as_ref().is_some_and(|grant| {
-                            grant
-                                .host
-                                .as_deref()
-                                .is_some_and(|dir| bytes_under(dir) > request.write_limit)
-                        }) =>
-                    {
+                    Ok(Ok(_)) if written_bytes > request.write_limit => {
+                        let grant = request
+                            .write
+                            .as_ref()
+                            .expect("only a write grant has files");
                         Err(StageFailure::InvalidOutput(
-                            WriteLimitExceeded::new(
-                                request.write.as_ref().expect("checked above"),
-                                request.write_limit,
-                            )
-                            .to_string(),
+                            WriteLimitExceeded::new(grant, request.write_limit).to_string(),
                         ))
                     }
                     Ok(Ok(output)) if output.data.len() > MAX_OUTPUT_BYTES => {
