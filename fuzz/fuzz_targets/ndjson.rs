@@ -6,19 +6,7 @@
 use chimera::llm::ndjson::NdjsonDecoder;
 use libfuzzer_sys::fuzz_target;
 
-fn decode(chunks: &[&[u8]]) -> Vec<String> {
-    let mut decoder = NdjsonDecoder::with_max_line(4096);
-    let mut out: Vec<String> = Vec::new();
-    for chunk in chunks {
-        out.extend(decoder.push(chunk).into_iter().map(|r| format!("{r:?}")));
-    }
-    out.extend(decoder.finish().map(|r| format!("{r:?}")));
-    out
-}
-
 fuzz_target!(|input: (Vec<u8>, Vec<u16>)| {
     let (bytes, cuts) = input;
-    let whole = decode(&[&bytes]);
-    let split = decode(&chimera_fuzz::chunks(&bytes, &cuts));
-    assert_eq!(split, whole, "chunking changed the result");
+    chimera_fuzz::assert_split_invariant(|| NdjsonDecoder::with_max_line(4096), &bytes, &cuts);
 });
