@@ -204,3 +204,60 @@ fn a_tampered_or_foreign_cache_file_is_recompiled_not_loaded() {
         "a file sealed by another cache is not trusted"
     );
 }
+
+#[test]
+fn large_and_nested_files_are_read_whole_and_symlinks_are_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    // 40,000 values: about 300 KB, several of the host's 64 KiB reads.
+    let values: Vec<String> = (0..40_000).map(|i| format!("{}.5", i % 100)).collect();
+    write(
+        &input,
+        "reports/big/run.json",
+        &format!(r#"{{"tokens_per_second": [{}]}}"#, values.join(", ")),
+    );
+    write(&input, "reports/a.json", r#"{"ttft_ms": 100}"#);
+    write(&input, "reports/a/b.json", r#"{"ttft_ms": 300}"#);
+    write(&input, "reports/z.csv", "name,latency_ms\nx,2\ny,4\n");
+    write(&input, "outside/secret.json", r#"{"ttft_ms": 9999}"#);
+    std::os::unix::fs::symlink(
+        input.join("outside/secret.json"),
+        input.join("reports/link.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(input.join("outside"), input.join("reports/linked-dir")).unwrap();
+    let workflow = ingest_workflow(tmp.path(), "[csv, json]");
+    let out = tmp.path().join("run");
+    let (code, _, stderr) = run_workflow(&tmp.path().join("cache"), &workflow, &input, &out);
+    assert_eq!(code, 0, "{stderr}");
+    let output = json(&out.join("outputs/inventory/ingest.json"));
+    assert_eq!(output["errors"], serde_json::json!([]), "{output:#}");
+    let paths: Vec<&str> = output["types"][1]["first_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["reports/a.json", "reports/a/b.json", "reports/big/run.json"],
+        "nested files found, symlinks not followed"
+    );
+    assert_eq!(count(&output, "csv"), 1);
+    let metric = |name: &str| {
+        output["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no metric {name}: {output:#}"))
+            .clone()
+    };
+    let big = metric("tokens_per_second");
+    assert_eq!(big["count"], 40_000, "the whole 300 KB file was parsed");
+    assert_eq!(big["max"], 99.5);
+    let ttft = metric("ttft_ms");
+    assert_eq!(ttft["count"], 2, "the symlinked secret is not read");
+    assert_eq!(ttft["max"], 300.0);
+    assert_eq!(metric("latency_ms")["mean"], 3.0);
+}

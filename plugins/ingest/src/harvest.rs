@@ -63,19 +63,22 @@ impl Harvest {
         }
     }
 
-    /// Reads one file; JSON and CSV are parsed, other types are only counted
-    /// (by the inventory).
-    pub fn file(&mut self, path: &str, ext: &str) -> Result<(), String> {
+    /// Whether files of this type are parsed for metrics (JSON and CSV);
+    /// other types are only counted, by the inventory.
+    pub fn parses(ext: &str) -> bool {
+        matches!(ext, "json" | "csv")
+    }
+
+    /// Harvests one file's contents by its type.
+    pub fn file(&mut self, path: &str, ext: &str, bytes: &[u8]) -> Result<(), String> {
         match ext {
             "json" => {
-                let text = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
                 let value: Value =
-                    serde_json::from_slice(&text).map_err(|e| format!("not valid JSON: {e}"))?;
+                    serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
                 self.json(&value, path);
                 Ok(())
             }
-            "csv" => self.csv(path),
-            // Counted by the inventory already; nothing to parse.
+            "csv" => self.csv(path, bytes),
             _ => Ok(()),
         }
     }
@@ -107,11 +110,8 @@ impl Harvest {
         }
     }
 
-    fn csv(&mut self, path: &str) -> Result<(), String> {
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_path(path)
-            .map_err(|e| format!("cannot read: {e}"))?;
+    fn csv(&mut self, path: &str, bytes: &[u8]) -> Result<(), String> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
         let headers = reader
             .headers()
             .map_err(|e| format!("not valid CSV: {e}"))?

@@ -1,8 +1,8 @@
 //! Walking the granted roots and describing what is there.
 
+use chimera_plugin::files::{self, Dir, Kind};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::fs;
 use std::time::UNIX_EPOCH;
 
 /// One file found under a root.
@@ -32,74 +32,102 @@ pub struct Inventory {
     pub errors: Vec<Value>,
 }
 
-/// Walks every root; unreadable directories and files become `errors`.
-pub fn scan(roots: &[String], extensions: &[String]) -> Inventory {
+/// Walks every root in path order and hands each file of a wanted type to
+/// `visit` while it is open; unreadable directories and files, and what
+/// `visit` returns as an error, become `errors`.
+pub fn scan(
+    roots: &[String],
+    extensions: &[String],
+    mut visit: impl FnMut(&File, &files::File) -> Result<(), String>,
+) -> Inventory {
     let wanted: Vec<String> = extensions
         .iter()
         .map(|e| e.trim_start_matches('.').to_lowercase())
         .collect();
     let mut inventory = Inventory::default();
+    let mut opened = Vec::new();
     for root in roots {
-        let found = fs::metadata(root).is_ok_and(|m| m.is_dir());
+        let dir = Dir::open(root).ok();
         inventory.roots.push(Root {
             path: root.clone(),
-            found,
+            found: dir.is_some(),
         });
-        if found {
-            walk(root, &wanted, &mut inventory);
-        }
+        opened.extend(dir.map(|dir| (root, dir)));
+    }
+    // Files are visited in the order of their paths, across roots too.
+    opened.sort_by(|a, b| a.0.cmp(b.0));
+    let mut walk = Walk {
+        wanted: &wanted,
+        inventory: &mut inventory,
+        visit: &mut visit,
+    };
+    for (root, dir) in &opened {
+        walk.dir(root, dir);
     }
     inventory.files.sort_by(|a, b| a.path.cmp(&b.path));
     inventory
 }
 
-fn walk(dir: &str, wanted: &[String], inventory: &mut Inventory) {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => return inventory.error(dir, &e),
-    };
-    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
-    entries.sort_by_key(std::fs::DirEntry::file_name);
-    for entry in entries {
-        let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
-        // The entry's type comes with the directory listing: no stat for
-        // directories or for files of types nobody asked for.
-        let kind = match entry.file_type() {
-            Ok(kind) => kind,
-            Err(e) => {
-                inventory.error(&path, &e);
-                continue;
-            }
+struct Walk<'a, V> {
+    wanted: &'a [String],
+    inventory: &'a mut Inventory,
+    visit: &'a mut V,
+}
+
+impl<V: FnMut(&File, &files::File) -> Result<(), String>> Walk<'_, V> {
+    fn dir(&mut self, path: &str, dir: &Dir) {
+        // The listing gives each entry's type: no stat for directories or
+        // for files of types nobody asked for.
+        let mut entries = match dir.entries() {
+            Ok(entries) => entries,
+            Err(e) => return self.inventory.error(path, &e.to_string()),
         };
-        if kind.is_dir() {
-            walk(&path, wanted, inventory);
-            continue;
-        }
-        let ext = path
-            .rsplit_once('.')
-            .map(|(_, e)| e.to_lowercase())
-            .unwrap_or_default();
-        if !kind.is_file() || !wanted.contains(&ext) {
-            continue;
-        }
-        let meta = match entry.metadata() {
-            Ok(meta) => meta,
-            Err(e) => {
-                inventory.error(&path, &e);
-                continue;
+        // A directory sorts as `name/`, so the walk meets paths in order.
+        entries.sort_by_cached_key(|e| match e.kind {
+            Kind::Dir => format!("{}/", e.name),
+            _ => e.name.clone(),
+        });
+        for entry in entries {
+            let path = format!("{path}/{}", entry.name);
+            match entry.kind {
+                Kind::Dir => match dir.dir(&entry.name) {
+                    Ok(sub) => self.dir(&path, &sub),
+                    Err(e) => self.inventory.error(&path, &e.to_string()),
+                },
+                Kind::File => {
+                    let ext = path
+                        .rsplit_once('.')
+                        .map(|(_, e)| e.to_lowercase())
+                        .unwrap_or_default();
+                    if self.wanted.contains(&ext) {
+                        self.file(path, ext, dir, &entry.name);
+                    }
+                }
+                Kind::Symlink | Kind::Other => {}
             }
+        }
+    }
+
+    fn file(&mut self, path: String, ext: String, dir: &Dir, name: &str) {
+        let opened = dir.file(name).and_then(|f| f.metadata().map(|m| (f, m)));
+        let (handle, meta) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return self.inventory.error(&path, &e.to_string()),
         };
         let modified = meta
-            .modified()
-            .ok()
+            .modified
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_secs()).ok());
-        inventory.files.push(File {
+        let file = File {
             path,
             ext,
-            bytes: meta.len(),
+            bytes: meta.len,
             modified,
-        });
+        };
+        if let Err(error) = (self.visit)(&file, &handle) {
+            self.inventory.error(&file.path, &error);
+        }
+        self.inventory.files.push(file);
     }
 }
 
@@ -118,10 +146,9 @@ fn format_time(seconds: i64) -> String {
 }
 
 impl Inventory {
-    /// Notes a path that could not be read; the walk goes on.
-    fn error(&mut self, path: &str, error: &std::io::Error) {
-        self.errors
-            .push(json!({"path": path, "error": error.to_string()}));
+    /// Notes a path that could not be read or parsed; the walk goes on.
+    fn error(&mut self, path: &str, error: &str) {
+        self.errors.push(json!({"path": path, "error": error}));
     }
 
     pub fn total_bytes(&self) -> u64 {

@@ -75,18 +75,19 @@ impl Plugin for Ingest {
                 "the stage has no `read:` grant; grant the directories to ingest, e.g. `read: [reports]`".into(),
             ));
         }
-        let inventory = inventory::scan(&input.read_dirs, &config.extensions);
         let mut harvest = harvest::Harvest::new(&config.metric_keys);
-        let mut errors = inventory.errors.clone();
-        for file in &inventory.files {
-            if file.bytes > config.max_parse_bytes {
-                continue;
+        let mut inventory = inventory::scan(&input.read_dirs, &config.extensions, |found, file| {
+            if found.bytes > config.max_parse_bytes || !harvest::Harvest::parses(&found.ext) {
+                return Ok(());
             }
-            if let Err(error) = harvest.file(&file.path, &file.ext) {
-                log::warn(&format!("{}: {error}", file.path));
-                errors.push(json!({"path": file.path, "error": error}));
-            }
-        }
+            let bytes = file
+                .read(found.bytes)
+                .map_err(|e| format!("cannot read: {e}"))?;
+            harvest
+                .file(&found.path, &found.ext, &bytes)
+                .inspect_err(|error| log::warn(&format!("{}: {error}", found.path)))
+        });
+        let errors = std::mem::take(&mut inventory.errors);
         log::info(&format!(
             "ingested {} files ({} bytes), {} metric fields, {} errors",
             inventory.files.len(),

@@ -22,9 +22,12 @@
 //! export_plugin!(Hello);
 //! ```
 //!
-//! Files reach a plugin only through `std::fs` on the directories in
-//! [`Input::read_dirs`] (read-only) and [`Input::write_dir`]; the model through [`llm`]; templates through [`render`];
-//! the host's log through [`log`].
+//! Files reach a plugin only in the directories in [`Input::read_dirs`]
+//! (read-only) and [`Input::write_dir`], through `std::fs` or, with fewer
+//! host calls, [`files`]; the model through [`llm`]; templates through
+//! [`render`]; the host's log through [`log`].
+
+pub mod files;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
