@@ -330,7 +330,7 @@ fn backends(args: &RunArgs) -> engine::Backends {
 
 fn engine_failure(e: &engine::EngineError) -> u8 {
     let code = match e {
-        engine::EngineError::MissingInput(_) => 2,
+        engine::EngineError::MissingInput(_) | engine::EngineError::Resume { .. } => 2,
         engine::EngineError::Record { .. } => 1,
     };
     fail(code, &format!("error: {e}"))

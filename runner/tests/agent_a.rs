@@ -201,9 +201,37 @@ fn the_report_has_every_section_and_its_numbers_agree_with_metrics_json() {
     }
 
     let jsonl = run.calls();
+    assert_eq!(jsonl.len(), 2, "one line per call");
+    assert_eq!(jsonl[1]["stage"], "report");
     assert_eq!(jsonl[0]["stage"], "analyze");
     assert_eq!(jsonl[0]["text"], ANSWER, "calls.jsonl keeps the response");
     assert_eq!(jsonl[0]["messages"][0]["role"], "system", "and the prompt");
+}
+
+#[test]
+fn a_second_run_into_the_same_out_directory_replaces_its_record() {
+    let server = fake();
+    let first = run_agent_a(&server.url(), &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let mut again = chimera(&first.dir.path().join("cache"));
+    again
+        .arg("run")
+        .arg(root().join("workflows/chimera-agent-a.yaml"))
+        .arg("--input")
+        .arg(fixtures())
+        .arg("--out")
+        .arg(first.out())
+        .arg("--set")
+        .arg(format!("model.host={}", server.url()))
+        .args(["--set", "model.options.num_ctx=1024"]);
+    let (code, _, stderr) = run(&mut again);
+    assert_eq!(code, 0, "{stderr}");
+    let calls = first.calls();
+    assert_eq!(calls.len(), 2, "the earlier run's calls are not kept");
+    for call in &calls {
+        assert_eq!(call["options"]["num_ctx"], 1024, "{call}");
+    }
+    assert_eq!(first.metrics()["calls"][0]["options"]["num_ctx"], 1024);
 }
 
 #[test]

@@ -50,10 +50,9 @@ fn ctrl_c_marks_the_run_interrupted_and_keeps_completed_stages() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the first stage is recorded, then press Ctrl-C.
+    // Wait until the first stage's output is written, then press Ctrl-C.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(out.join("metrics.json")).is_ok_and(|m| m.contains("\"ingest\""))
-    {
+    while !out.join("outputs/agent/ingest.json").is_file() {
         assert!(Instant::now() < deadline, "the first stage never finished");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -118,4 +117,109 @@ fn resume_of_a_directory_without_a_record_is_a_usage_error() {
         .arg(tmp.path()));
     assert_eq!(code, 2);
     assert!(stderr.contains("no readable run.json"), "{stderr}");
+}
+
+#[test]
+fn a_killed_run_keeps_the_stages_that_ended_a_second_before_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hostile = test_plugin("hostile.wasm");
+    let flow = |second: &str| {
+        write(
+            tmp.path(),
+            "slow.yaml",
+            &format!(
+                "version: 1
+name: slow
+agents:
+  - id: agent
+    stages:
+      - id: slow
+        plugin: {plugin}
+        with: {{mode: sleep, ms: 1200}}
+      - id: second
+        plugin: {plugin}
+        timeout: 120s
+        with: {second}
+",
+                plugin = hostile.display()
+            ),
+        )
+    };
+    let out = tmp.path().join("run");
+    let cache = tmp.path().join("cache");
+    let mut child = chimera(&cache)
+        .arg("run")
+        .arg(flow("{mode: loop}"))
+        .arg("--input")
+        .arg(input(tmp.path()))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first stage took over a second, so metrics.json is brought up to
+    // date when it ends; a SIGKILL (no chance to write anything) keeps it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(out.join("metrics.json")).is_ok_and(|m| m.contains("\"slow\"")) {
+        assert!(
+            Instant::now() < deadline,
+            "metrics.json never recorded the first stage"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let metrics = json(&out.join("metrics.json"));
+    assert_eq!(metrics["stages"][0]["status"], "ok");
+    assert!(metrics["finished_at"].is_null(), "the run never finished");
+
+    // A torn line, as a write cut short would leave, is not a complete call.
+    let mut calls = std::fs::OpenOptions::new()
+        .append(true)
+        .open(out.join("calls.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut calls, br#"{"agent": "agent", "sta"#).unwrap();
+    flow("{mode: ok}");
+    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let metrics = json(&out.join("metrics.json"));
+    assert_eq!(
+        metrics["stages"][0]["resumed"], true,
+        "the slow stage is kept"
+    );
+    assert_eq!(metrics["stages"][1]["status"], "ok");
+    assert_eq!(
+        std::fs::read_to_string(out.join("calls.jsonl")).unwrap(),
+        "",
+        "the resumed record keeps only complete calls"
+    );
+}
+
+#[test]
+fn resume_without_metrics_json_runs_every_stage_and_a_corrupt_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flow = workflow(tmp.path(), "{mode: ok}", "10s");
+    let out = tmp.path().join("run");
+    let cache = tmp.path().join("cache");
+    let (code, _, stderr) = run_workflow(&cache, &flow, &input(tmp.path()), &out);
+    assert_eq!(code, 0, "{stderr}");
+
+    // As a run killed before its first checkpoint leaves it: run.json and
+    // outputs, no metrics.json. Nothing counts as completed.
+    std::fs::remove_file(out.join("metrics.json")).unwrap();
+    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let metrics = json(&out.join("metrics.json"));
+    for stage in metrics["stages"].as_array().unwrap() {
+        assert_eq!(stage["status"], "ok");
+        assert!(stage.get("resumed").is_none(), "{stage}");
+    }
+
+    std::fs::write(out.join("metrics.json"), "{\"stages\": [").unwrap();
+    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot resume from"), "{stderr}");
+    assert!(stderr.contains("metrics.json"), "{stderr}");
+    assert!(stderr.contains("without `--resume`"), "{stderr}");
 }

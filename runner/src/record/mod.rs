@@ -163,6 +163,31 @@ impl RunDir {
         Ok(path)
     }
 
+    /// Appends `bytes` to `relative` (created if missing) in one write, so a
+    /// reader sees whole lines unless the process dies inside that write.
+    ///
+    /// # Errors
+    /// On I/O failure.
+    pub fn append(&self, relative: &str, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path.join(relative))?
+            .write_all(bytes)
+    }
+
+    /// Removes `relative` if it is there (a file left by an earlier run in an
+    /// `--out` directory).
+    ///
+    /// # Errors
+    /// On I/O failure other than the file not being there.
+    pub fn remove(&self, relative: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path.join(relative)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `value` as pretty JSON.
     ///
     /// # Errors

@@ -2,7 +2,8 @@
 //! `loop` (spins forever), `memory` (allocates until it cannot), `recursion`
 //! (overflows its stack), `panic`, `output` (returns `bytes` bytes of JSON,
 //! default 200 MB), `llm` (calls the model), `read` (reads `path`), `env`
-//! (lists its environment), `connect` (opens a TCP connection to `path`), `ok`.
+//! (lists its environment), `connect` (opens a TCP connection to `path`),
+//! `sleep` (returns after `ms` milliseconds), `ok`.
 
 use chimera_plugin::{Info, Input, Plugin, StageError, export_plugin, llm};
 use serde::Deserialize;
@@ -18,6 +19,8 @@ struct Config {
     bytes: Option<usize>,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    ms: u64,
 }
 
 #[inline(never)]
@@ -88,6 +91,10 @@ impl Plugin for Hostile {
                     Ok(_) => Ok(json!({"connected": addr})),
                     Err(e) => Err(StageError::Failed(format!("cannot connect to {addr}: {e}"))),
                 }
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(config.ms));
+                Ok(json!({"slept_ms": config.ms}))
             }
             "ok" => Ok(json!({"ok": true, "agent": input.agent})),
             other => Err(StageError::InvalidConfig(format!("unknown mode `{other}`"))),
