@@ -3,7 +3,8 @@
 use chimera_plugin::files::{self, Dir, Kind};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::time::UNIX_EPOCH;
+use std::fmt::Write;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// One file found under a root.
 #[derive(Debug, Clone)]
@@ -139,10 +140,18 @@ fn label(ext: &str) -> String {
     }
 }
 
+/// `2025-10-03 03:35:30 UTC`, the seed report's form; `@<seconds>` for a
+/// time RFC 3339 cannot write (before 1970 or after 9999).
 fn format_time(seconds: i64) -> String {
-    jiff::Timestamp::from_second(seconds)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|_| format!("@{seconds}"))
+    let formatted = u64::try_from(seconds)
+        .ok()
+        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        .and_then(|t| {
+            let mut text = String::new();
+            write!(text, "{}", humantime::format_rfc3339_seconds(t)).ok()?;
+            Some(text.replacen('T', " ", 1).replacen('Z', " UTC", 1))
+        });
+    formatted.unwrap_or_else(|| format!("@{seconds}"))
 }
 
 impl Inventory {
@@ -201,5 +210,24 @@ impl Inventory {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn times_read_as_in_the_seed_report() {
+        assert_eq!(format_time(1_759_462_530), "2025-10-03 03:35:30 UTC");
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_time(253_402_300_799), "9999-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn times_rfc_3339_cannot_write_fall_back_to_seconds() {
+        assert_eq!(format_time(-1), "@-1");
+        assert_eq!(format_time(253_402_300_800), "@253402300800");
+        assert_eq!(format_time(i64::MAX), format!("@{}", i64::MAX));
     }
 }

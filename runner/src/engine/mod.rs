@@ -385,33 +385,37 @@ fn written_files(run_dir: &Path, written: &[(PathBuf, u64)]) -> Vec<WrittenFile>
     files
 }
 
-/// The plugin of the first stage after `agent/stage` that will run (not
-/// carried over by `--resume`, not past `stop_after`): prepared in the
-/// background while this stage runs, so its load overlaps this stage's work
-/// instead of adding to the run's time.
-fn next_plugin(cx: &StageContext<'_>, agent: &str, stage: &str) -> Option<PluginSource> {
-    let options = cx.options;
-    if options
-        .stop_after
-        .as_ref()
-        .is_some_and(|(a, s)| a == agent && s == stage)
-    {
-        return None;
+/// The plugin of the first stage after `after` (or of the run's first stage,
+/// for `None`) that will run: not carried over by `--resume`, not past
+/// `stop_after`. It is prepared in the background — the first stage's while
+/// the workflow's references are checked and the run directory is set up,
+/// each next stage's while the one before runs — so its load overlaps other
+/// work instead of adding to the run's time.
+fn upcoming_plugin(
+    workflow: &Workflow,
+    resolver: &Resolver,
+    resume: Option<&Resume>,
+    after: Option<(&str, &str)>,
+) -> Option<PluginSource> {
+    let mut stages = workflow.stages();
+    if let Some((agent, stage)) = after {
+        stages.find(|(a, s)| a.id == agent && s.id == stage)?;
     }
-    let (_, next) = cx
-        .workflow
-        .stages()
-        .skip_while(|(a, s)| !(a.id == agent && s.id == stage))
-        .skip(1)
-        .find(|(a, s)| {
-            !options
-                .resume
-                .as_ref()
-                .is_some_and(|r| r.completed(&a.id, &s.id))
-        })?;
-    cx.resolver
-        .resolve(&next.plugin.value, &cx.workflow.dir)
-        .ok()
+    let (_, next) = stages.find(|(a, s)| !resume.is_some_and(|r| r.completed(&a.id, &s.id)))?;
+    resolver.resolve(&next.plugin.value, &workflow.dir).ok()
+}
+
+/// Starts preparing the plugin of the first stage that will run (see
+/// [`run`]), so that it loads while the caller does other work.
+pub fn prefetch_first(
+    workflow: &Workflow,
+    resolver: &Resolver,
+    host: &PluginHost,
+    resume: Option<&Resume>,
+) {
+    if let Some(first) = upcoming_plugin(workflow, resolver, resume, None) {
+        host.prefetch(&first);
+    }
 }
 
 /// Runs every agent of `workflow` and writes the run record.
@@ -429,6 +433,8 @@ pub async fn run(
     }
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
+    let resolver = Resolver::for_workflow(Some(&workflow.dir));
+    prefetch_first(workflow, &resolver, host, options.resume.as_ref());
     let dir = match &options.out {
         Some(out) => RunDir::at(out.clone()),
         None => RunDir::create(Path::new("runs"), &workflow.name, started),
@@ -442,7 +448,6 @@ pub async fn run(
         source,
     };
 
-    let resolver = Resolver::for_workflow(Some(&workflow.dir));
     let templates = Arc::new(Templates::new(Templates::search_path_for(&workflow.dir)));
     let mut metrics = RunMetrics {
         schema_version: METRICS_SCHEMA_VERSION,
@@ -769,7 +774,14 @@ async fn run_stage(
         .load(&source)
         .await
         .map_err(|e| StageFailure::Failed(e.to_string()))?;
-    if let Some(next) = next_plugin(cx, &agent.id, &stage.id) {
+    let last = options
+        .stop_after
+        .as_ref()
+        .is_some_and(|(a, s)| *a == agent.id && *s == stage.id);
+    let next = Some((agent.id.as_str(), stage.id.as_str()));
+    if let Some(next) = upcoming_plugin(workflow, resolver, options.resume.as_ref(), next)
+        && !last
+    {
         host.prefetch(&next);
     }
     record.load_ms = ms(loaded.load_time);

@@ -167,13 +167,87 @@ pub struct Prepared {
     pre: bindings::StagePre<StageState>,
 }
 
+/// A cache read started on a thread of its own by [`PluginHost::prefetch`].
+type EarlyRead = tokio::sync::oneshot::Receiver<Option<Component>>;
+
 /// A component being prepared, or prepared, and how.
 #[derive(Default)]
 struct Slot {
     done: tokio::sync::OnceCell<Result<(Arc<Prepared>, LoadKind), String>>,
+    /// The prefetch's cache read, for whoever prepares the slot to use.
+    early: Mutex<Option<EarlyRead>>,
+    /// Whether a prefetch started that read.
+    reading: AtomicBool,
     /// Set by the first `load` to take the result: only it reports the
     /// compile or cache load; later stages report `memory`.
     claimed: AtomicBool,
+}
+
+/// What preparing a component needs from the host (handles, cheap to clone).
+#[derive(Clone)]
+struct Preparer {
+    engine: Engine,
+    linker: Linker<StageState>,
+    cache: ComponentCache,
+}
+
+impl Preparer {
+    /// The work of preparing a component: the sealed cache entry if there
+    /// is one, else a compile (stored in the cache), then linking against the
+    /// host's imports. The cache entry comes from the prefetch's `early` read
+    /// when there is one; otherwise, in the `background` it is read on a
+    /// blocking thread and in the foreground inline (about a millisecond,
+    /// sparing a thread hand-off on the stage's critical path). A compile
+    /// always runs on a blocking thread.
+    fn preparation(
+        self,
+        name: String,
+        key: [u8; 32],
+        bytes: std::borrow::Cow<'static, [u8]>,
+        background: bool,
+        early: Option<EarlyRead>,
+    ) -> impl Future<Output = Result<(Arc<Prepared>, LoadKind), String>> + Send + 'static {
+        let Self {
+            engine,
+            linker,
+            cache,
+        } = self;
+        async move {
+            let start = Instant::now();
+            let cached = match early {
+                // A prefetch thread that died sent nothing: read again.
+                Some(read) => match read.await {
+                    Ok(cached) => cached,
+                    Err(_) => cache.load(&engine, &key),
+                },
+                None if background => {
+                    let (engine, cache) = (engine.clone(), cache.clone());
+                    blocking(move || cache.load(&engine, &key)).await?
+                }
+                None => cache.load(&engine, &key),
+            };
+            let (component, kind) = match cached {
+                Some(component) => (component, LoadKind::Cache),
+                None => {
+                    let (engine, cache) = (engine.clone(), cache.clone());
+                    let component = blocking(move || {
+                        let component =
+                            Component::new(&engine, &bytes).map_err(|e| format!("{e:#}"))?;
+                        cache.store(&key, &component);
+                        Ok::<_, String>(component)
+                    })
+                    .await??;
+                    (component, LoadKind::Compiled)
+                }
+            };
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| format!("{e:#}"))?;
+            let pre = bindings::StagePre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
+            tracing::debug!(plugin = %name, ?kind, ms = start.elapsed().as_secs_f64() * 1e3, "plugin prepared");
+            Ok((Arc::new(Prepared { name, pre }), kind))
+        }
+    }
 }
 
 /// A prepared plugin, and how long the caller waited for it (a prefetched
@@ -296,12 +370,34 @@ impl PluginHost {
             return;
         };
         let slot = self.slot(key);
-        if slot.done.initialized() {
+        if slot.done.initialized() || slot.reading.swap(true, Ordering::AcqRel) {
             return;
         }
-        let work = self.preparation(source.name(), key, bytes, true);
+        // The cache read starts now, on a thread of its own: through a tokio
+        // task it would first wait for a worker and then for the blocking
+        // pool, about 1.5 ms on a busy machine (measured), while the stage
+        // that needs it may already be waiting.
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let started = std::thread::Builder::new()
+            .name("chimera-prefetch".into())
+            .spawn(move || {
+                let _ = sender.send(cache.load(&engine, &key));
+            });
+        if started.is_ok() {
+            *slot.early.lock().expect("plugin slot poisoned") = Some(receiver);
+        }
+        let name = source.name().to_owned();
+        let work = {
+            let slot = slot.clone();
+            let host = self.preparer();
+            move || {
+                let early = slot.early.lock().expect("plugin slot poisoned").take();
+                host.preparation(name, key, bytes, true, early)
+            }
+        };
         runtime.spawn(async move {
-            let _ = slot.done.get_or_init(|| work).await;
+            let _ = slot.done.get_or_init(work).await;
         });
     }
 
@@ -316,7 +412,11 @@ impl PluginHost {
         let slot = self.slot(key);
         let (prepared, kind) = slot
             .done
-            .get_or_init(|| self.preparation(source.name(), key, bytes, false))
+            .get_or_init(|| {
+                let early = slot.early.lock().expect("plugin slot poisoned").take();
+                self.preparer()
+                    .preparation(source.name().to_owned(), key, bytes, false, early)
+            })
             .await
             .clone()
             .map_err(|reason| PluginError::Invalid {
@@ -368,50 +468,11 @@ impl PluginHost {
             .clone()
     }
 
-    /// The work of preparing a component: the sealed cache entry if there
-    /// is one, else a compile (stored in the cache), then linking against the
-    /// host's imports. In the `background` the cache load runs on a blocking
-    /// thread; in the foreground a cache hit (about a millisecond) runs
-    /// inline, sparing a thread hand-off on the stage's critical path. A
-    /// compile always runs on a blocking thread.
-    fn preparation(
-        &self,
-        name: &str,
-        key: [u8; 32],
-        bytes: std::borrow::Cow<'static, [u8]>,
-        background: bool,
-    ) -> impl Future<Output = Result<(Arc<Prepared>, LoadKind), String>> + Send + 'static {
-        let (engine, linker, cache) =
-            (self.engine.clone(), self.linker.clone(), self.cache.clone());
-        let name = name.to_owned();
-        async move {
-            let start = Instant::now();
-            let cached = if background {
-                let (engine, cache) = (engine.clone(), cache.clone());
-                blocking(move || cache.load(&engine, &key)).await?
-            } else {
-                cache.load(&engine, &key)
-            };
-            let (component, kind) = match cached {
-                Some(component) => (component, LoadKind::Cache),
-                None => {
-                    let (engine, cache) = (engine.clone(), cache.clone());
-                    let component = blocking(move || {
-                        let component =
-                            Component::new(&engine, &bytes).map_err(|e| format!("{e:#}"))?;
-                        cache.store(&key, &component);
-                        Ok::<_, String>(component)
-                    })
-                    .await??;
-                    (component, LoadKind::Compiled)
-                }
-            };
-            let instance_pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| format!("{e:#}"))?;
-            let pre = bindings::StagePre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
-            tracing::debug!(plugin = %name, ?kind, ms = start.elapsed().as_secs_f64() * 1e3, "plugin prepared");
-            Ok((Arc::new(Prepared { name, pre }), kind))
+    fn preparer(&self) -> Preparer {
+        Preparer {
+            engine: self.engine.clone(),
+            linker: self.linker.clone(),
+            cache: self.cache.clone(),
         }
     }
 
@@ -752,5 +813,40 @@ mod tests {
         );
         let second = host.load(&source).await.unwrap();
         assert_eq!(second.kind, LoadKind::Memory);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_prefetch_reads_the_cache_on_its_own_thread_for_the_load_to_use() {
+        let cache = tempfile::tempdir().unwrap();
+        let host =
+            || PluginHost::new(ComponentCache::new(Some(cache.path().to_path_buf()))).unwrap();
+        let source = Resolver::for_workflow(None)
+            .resolve("report", std::path::Path::new("."))
+            .unwrap();
+        assert_eq!(host().load(&source).await.unwrap().kind, LoadKind::Compiled);
+
+        let host = host();
+        host.prefetch(&source);
+        let slot = host.slot(host.key_of(&source).unwrap().0);
+        // This runtime has one thread and the test blocks it: no tokio task
+        // runs, so only the prefetch's own thread can read the cache.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while slot
+            .early
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("the prefetch leaves its read in the slot")
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "the cache read never finished");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let loaded = host.load(&source).await.unwrap();
+        assert_eq!(loaded.kind, LoadKind::Cache);
+        assert!(
+            slot.early.lock().unwrap().is_none(),
+            "the load used the prefetch's read"
+        );
     }
 }
