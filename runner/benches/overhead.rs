@@ -3,7 +3,10 @@
 //! next to a plain reqwest client sending the same two requests.
 //!
 //! `cargo bench -p chimera --bench overhead` (release build of `chimera`);
-//! `CHIMERA_BENCH_BIN=/path/to/chimera` measures another build instead.
+//! `CHIMERA_BENCH_BIN=/path/to/chimera` measures another build instead, and
+//! `CHIMERA_BENCH_COMPARE=/path/to/other` a second one side by side (their
+//! runs alternate, and the median of the per-pair differences is printed);
+//! `CHIMERA_BENCH_RUNS` sets the runs per build (default 30).
 
 use chimera_tests::fake_ollama::{FakeConfig, FakeOllama};
 use futures_util::StreamExt;
@@ -11,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-const RUNS: usize = 30;
+const DEFAULT_RUNS: usize = 30;
 
 /// Per stage: name, then load, instantiate and guest-outside-LLM samples (ms).
 type StageSamples = (String, Vec<f64>, Vec<f64>, Vec<f64>);
@@ -19,6 +22,68 @@ type StageSamples = (String, Vec<f64>, Vec<f64>, Vec<f64>);
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// What one build's runs measured.
+#[derive(Default)]
+struct Samples {
+    walls: Vec<f64>,
+    llm: Vec<f64>,
+    overhead: Vec<f64>,
+    stages: Vec<StageSamples>,
+}
+
+impl Samples {
+    /// Adds one run: its wall time and what its metrics.json says.
+    fn add(&mut self, wall: f64, metrics: &serde_json::Value) {
+        let in_llm: f64 = metrics["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .map(|c| c["wall_ms"].as_f64().unwrap_or(0.0))
+            .sum();
+        for (j, stage) in metrics["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .enumerate()
+        {
+            if self.stages.len() <= j {
+                self.stages.push((
+                    stage["stage"].as_str().unwrap_or("?").to_owned(),
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                ));
+            }
+            let f = |k: &str| stage[k].as_f64().unwrap_or(0.0);
+            self.stages[j].1.push(f("load_ms"));
+            self.stages[j].2.push(f("instantiate_ms"));
+            self.stages[j].3.push(f("guest_ms") - f("llm_ms"));
+        }
+        self.walls.push(wall);
+        self.llm.push(in_llm);
+        self.overhead.push(wall - in_llm);
+    }
+
+    fn print(self, plain: f64) {
+        let (wall, llm, overhead) = (median(self.walls), median(self.llm), median(self.overhead));
+        println!("chimera process wall (3 stages, 2 LLM calls): median {wall:.2} ms");
+        println!("  of which inside LLM calls:                   median {llm:.2} ms");
+        println!("  runner overhead (wall - LLM):                median {overhead:.2} ms");
+        println!(
+            "ratio chimera wall / plain reqwest:            {:.1}x",
+            wall / plain
+        );
+        for (stage, load, inst, guest) in self.stages {
+            println!(
+                "  stage {stage:8} load {:.2} ms, instantiate {:.2} ms, guest outside LLM {:.2} ms (medians)",
+                median(load),
+                median(inst),
+                median(guest)
+            );
+        }
+    }
 }
 
 fn main() {
@@ -29,14 +94,17 @@ fn main() {
         .to_path_buf();
     let fixtures = root.join("../shared/fixtures/benchmark-artifacts");
     let scratch = tempfile::tempdir().expect("temp dir");
-    let cache = scratch.path().join("cache");
-    // Another build of chimera can be measured by the same harness (A/B runs).
-    let binary = std::env::var_os("CHIMERA_BENCH_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_chimera").into());
-    let run = |out: &Path| {
+    // Another build of chimera can be measured by the same harness, and two
+    // builds side by side: their runs alternate, so both see the same noise.
+    let mut binaries = vec![
+        std::env::var_os("CHIMERA_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_chimera").into()),
+    ];
+    binaries.extend(std::env::var_os("CHIMERA_BENCH_COMPARE"));
+    let run = |binary: &std::ffi::OsStr, cache: &Path, out: &Path| {
         let start = Instant::now();
-        let status = Command::new(&binary)
-            .env("CHIMERA_CACHE_DIR", &cache)
+        let status = Command::new(binary)
+            .env("CHIMERA_CACHE_DIR", cache)
             .arg("run")
             .arg(root.join("workflows/chimera-agent-a.yaml"))
             .arg("--input")
@@ -52,45 +120,26 @@ fn main() {
         assert!(status.success(), "chimera failed");
         start.elapsed()
     };
-    run(&scratch.path().join("warm")); // compiles and caches the components
+    let caches: Vec<_> = (0..binaries.len())
+        .map(|b| scratch.path().join(format!("cache{b}")))
+        .collect();
+    for (b, binary) in binaries.iter().enumerate() {
+        // Compiles and caches the components.
+        run(binary, &caches[b], &scratch.path().join(format!("warm{b}")));
+    }
 
-    let mut walls = Vec::new();
-    let mut llm = Vec::new();
-    let mut overhead = Vec::new();
-    let mut stage_parts: Vec<StageSamples> = Vec::new();
-    for i in 0..RUNS {
-        let out = scratch.path().join(format!("run{i}"));
-        let wall = run(&out).as_secs_f64() * 1e3;
-        let text = std::fs::read_to_string(out.join("metrics.json")).expect("metrics.json");
-        let metrics: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let in_llm: f64 = metrics["calls"]
-            .as_array()
-            .expect("calls")
-            .iter()
-            .map(|c| c["wall_ms"].as_f64().unwrap_or(0.0))
-            .sum();
-        for (j, stage) in metrics["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .enumerate()
-        {
-            if stage_parts.len() <= j {
-                stage_parts.push((
-                    stage["stage"].as_str().unwrap_or("?").to_owned(),
-                    Vec::new(),
-                    Vec::new(),
-                    Vec::new(),
-                ));
-            }
-            let f = |k: &str| stage[k].as_f64().unwrap_or(0.0);
-            stage_parts[j].1.push(f("load_ms"));
-            stage_parts[j].2.push(f("instantiate_ms"));
-            stage_parts[j].3.push(f("guest_ms") - f("llm_ms"));
+    let runs: usize = std::env::var("CHIMERA_BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_RUNS);
+    let mut samples: Vec<Samples> = binaries.iter().map(|_| Samples::default()).collect();
+    for i in 0..runs {
+        for (b, binary) in binaries.iter().enumerate() {
+            let out = scratch.path().join(format!("run{i}-{b}"));
+            let wall = run(binary, &caches[b], &out).as_secs_f64() * 1e3;
+            let text = std::fs::read_to_string(out.join("metrics.json")).expect("metrics.json");
+            samples[b].add(wall, &serde_json::from_str(&text).expect("json"));
         }
-        walls.push(wall);
-        llm.push(in_llm);
-        overhead.push(wall - in_llm);
     }
 
     // The same two requests the workflow sent, through a plain reqwest client.
@@ -108,7 +157,7 @@ fn main() {
         .expect("runtime");
     let url = format!("{}/api/chat", server.url());
     let mut plain = Vec::new();
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         let elapsed = runtime.block_on(async {
             let start = Instant::now();
             let client = reqwest::Client::builder()
@@ -132,23 +181,21 @@ fn main() {
         plain.push(elapsed.as_secs_f64() * 1e3);
     }
 
-    let (wall, llm, overhead, plain) =
-        (median(walls), median(llm), median(overhead), median(plain));
-    println!("runs: {RUNS} each; fake Ollama on 127.0.0.1 with zero latency, 64 tokens per answer");
-    println!("chimera process wall (3 stages, 2 LLM calls): median {wall:.2} ms");
-    println!("  of which inside LLM calls:                   median {llm:.2} ms");
-    println!("  runner overhead (wall - LLM):                median {overhead:.2} ms");
-    println!("plain reqwest, same two requests (in-process): median {plain:.2} ms");
-    println!(
-        "ratio chimera wall / plain reqwest:            {:.1}x",
-        wall / plain
-    );
-    for (stage, load, inst, guest) in stage_parts {
+    let plain = median(plain);
+    println!("runs: {runs} each; fake Ollama on 127.0.0.1 with zero latency, 64 tokens per answer");
+    if let [a, b] = samples.as_slice() {
+        let paired = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(a, b)| b - a).collect());
         println!(
-            "  stage {stage:8} load {:.2} ms, instantiate {:.2} ms, guest outside LLM {:.2} ms (medians)",
-            median(load),
-            median(inst),
-            median(guest)
+            "second build minus first, median of {runs} pairs: runner overhead {:+.2} ms, wall {:+.2} ms",
+            paired(&a.overhead, &b.overhead),
+            paired(&a.walls, &b.walls)
         );
+    }
+    println!("plain reqwest, same two requests (in-process): median {plain:.2} ms");
+    for (binary, samples) in binaries.iter().zip(samples) {
+        if binaries.len() > 1 {
+            println!("== {}", binary.to_string_lossy());
+        }
+        samples.print(plain);
     }
 }

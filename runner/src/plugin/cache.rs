@@ -128,11 +128,20 @@ impl ComponentCache {
     pub fn load(&self, engine: &Engine, key: &[u8; 32]) -> Option<Component> {
         let path = self.path(key)?;
         let secret = self.seal_key.as_ref()?;
-        let bytes = std::fs::read(&path).ok()?;
+        let file = std::fs::File::open(&path).ok()?;
+        // Mapped rather than read: no heap buffer to fault in and fill.
+        // SAFETY: the mapping is read-only and private to this function. A
+        // cache file is never changed in place: `store` writes a new file and
+        // renames it over the old, which leaves this mapping intact. Only a
+        // writer with this user's rights to the file could change it under
+        // the mapping, and such a writer could as well change the binary.
+        #[allow(unsafe_code)]
+        let bytes = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok()?;
         if let Some(body) = Self::verified_body(secret, &bytes, key) {
             // SAFETY: `body` is byte-for-byte what `store` wrote after
             // `Component::serialize` for this key (checked by the seal), so it
-            // is a serialized component produced by this engine configuration.
+            // is a serialized component produced by this engine configuration;
+            // `deserialize` copies it before the mapping goes away.
             #[allow(unsafe_code)]
             let loaded = unsafe { Component::deserialize(engine, body) };
             match loaded {
