@@ -3,6 +3,7 @@
 
 mod common;
 
+use chimera_tests::fake_ollama::{FakeConfig, FakeOllama};
 use common::{chimera, json, run, run_workflow, test_plugin, write};
 use std::time::{Duration, Instant};
 
@@ -222,4 +223,52 @@ fn resume_without_metrics_json_runs_every_stage_and_a_corrupt_one_is_refused() {
     assert!(stderr.contains("cannot resume from"), "{stderr}");
     assert!(stderr.contains("metrics.json"), "{stderr}");
     assert!(stderr.contains("without `--resume`"), "{stderr}");
+}
+
+#[test]
+fn a_resumed_run_keeps_the_model_calls_of_the_stages_it_keeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = FakeOllama::start(FakeConfig::tokens(["an ", "answer"]));
+    let hostile = test_plugin("hostile.wasm");
+    let flow = |second: &str| {
+        write(
+            tmp.path(),
+            "calls.yaml",
+            &format!(
+                "version: 1
+name: calls
+model: {{backend: ollama, name: \"gemma3:latest\", host: \"{host}\"}}
+agents:
+  - id: agent
+    stages:
+      - id: asks
+        plugin: {plugin}
+        with: {{mode: llm}}
+      - id: second
+        plugin: {plugin}
+        timeout: 1s
+        with: {second}
+",
+                host = server.url(),
+                plugin = hostile.display()
+            ),
+        )
+    };
+    let out = tmp.path().join("run");
+    let cache = tmp.path().join("cache");
+    let (code, _, stderr) = run_workflow(&cache, &flow("{mode: loop}"), &input(tmp.path()), &out);
+    assert_eq!(code, 1, "the looping stage times out: {stderr}");
+
+    // The stage left to run calls no model: the kept call is all there is.
+    flow("{mode: ok}");
+    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let metrics = json(&out.join("metrics.json"));
+    assert_eq!(metrics["stages"][0]["resumed"], true);
+    let calls = metrics["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{metrics:#}");
+    assert_eq!(calls[0]["stage"], "asks");
+    let lines = std::fs::read_to_string(out.join("calls.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(lines.contains("an answer"), "{lines}");
 }

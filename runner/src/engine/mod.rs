@@ -474,6 +474,7 @@ pub async fn run(
         .unwrap_or_default();
     let mut checkpoint =
         Checkpoint::start(&dir, &kept, options.resume.is_some(), clock).map_err(record_err)?;
+    metrics.calls = kept.iter().map(call_summary).collect();
     let calls = Arc::new(CallLog::with(kept));
     let mut interrupted = false;
     let last_stage = workflow.stages().last().map(|(a, s)| (&a.id, &s.id));
