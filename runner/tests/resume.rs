@@ -30,6 +30,32 @@ agents:
     )
 }
 
+/// `chimera run --resume <out>`: exit code, stdout, stderr.
+fn resume(cache: &std::path::Path, out: &std::path::Path) -> (i32, String, String) {
+    run(chimera(cache).arg("run").arg("--resume").arg(out))
+}
+
+/// Starts `chimera run` in the background, its stdout discarded.
+fn spawn_run(
+    cache: &std::path::Path,
+    flow: &std::path::Path,
+    input: &std::path::Path,
+    out: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    chimera(cache)
+        .arg("run")
+        .arg(flow)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 fn input(dir: &std::path::Path) -> std::path::PathBuf {
     write(dir, "input/reports/a.json", r#"{"tokens_per_second": 3.5}"#);
     dir.join("input")
@@ -40,17 +66,13 @@ fn ctrl_c_marks_the_run_interrupted_and_keeps_completed_stages() {
     let tmp = tempfile::tempdir().unwrap();
     let flow = workflow(tmp.path(), "{mode: loop}", "120s");
     let out = tmp.path().join("run");
-    let child = chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(&flow)
-        .arg("--input")
-        .arg(input(tmp.path()))
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(
+        &tmp.path().join("cache"),
+        &flow,
+        &input(tmp.path()),
+        &out,
+        std::process::Stdio::piped(),
+    );
     // Wait until the first stage's output is written, then press Ctrl-C.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !out.join("outputs/agent/ingest.json").is_file() {
@@ -95,7 +117,7 @@ fn resume_continues_from_the_first_incomplete_stage() {
 
     // Fix the workflow, then resume in the same directory.
     workflow(tmp.path(), "{mode: ok}", "1s");
-    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    let (code, _, stderr) = resume(&cache, &out);
     assert_eq!(code, 0, "{stderr}");
     let metrics = json(&out.join("metrics.json"));
     assert_eq!(metrics["status"], "ok");
@@ -148,17 +170,13 @@ agents:
     };
     let out = tmp.path().join("run");
     let cache = tmp.path().join("cache");
-    let mut child = chimera(&cache)
-        .arg("run")
-        .arg(flow("{mode: loop}"))
-        .arg("--input")
-        .arg(input(tmp.path()))
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(
+        &cache,
+        &flow("{mode: loop}"),
+        &input(tmp.path()),
+        &out,
+        std::process::Stdio::null(),
+    );
     // The first stage took over a second, so metrics.json is brought up to
     // date when it ends; a SIGKILL (no chance to write anything) keeps it.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -182,7 +200,7 @@ agents:
         .unwrap();
     std::io::Write::write_all(&mut calls, br#"{"agent": "agent", "sta"#).unwrap();
     flow("{mode: ok}");
-    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    let (code, _, stderr) = resume(&cache, &out);
     assert_eq!(code, 0, "{stderr}");
     let metrics = json(&out.join("metrics.json"));
     assert_eq!(
@@ -209,7 +227,7 @@ fn resume_without_metrics_json_runs_every_stage_and_a_corrupt_one_is_refused() {
     // As a run killed before its first checkpoint leaves it: run.json and
     // outputs, no metrics.json. Nothing counts as completed.
     std::fs::remove_file(out.join("metrics.json")).unwrap();
-    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    let (code, _, stderr) = resume(&cache, &out);
     assert_eq!(code, 0, "{stderr}");
     let metrics = json(&out.join("metrics.json"));
     for stage in metrics["stages"].as_array().unwrap() {
@@ -218,7 +236,7 @@ fn resume_without_metrics_json_runs_every_stage_and_a_corrupt_one_is_refused() {
     }
 
     std::fs::write(out.join("metrics.json"), "{\"stages\": [").unwrap();
-    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    let (code, _, stderr) = resume(&cache, &out);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot resume from"), "{stderr}");
     assert!(stderr.contains("metrics.json"), "{stderr}");
@@ -261,7 +279,7 @@ agents:
 
     // The stage left to run calls no model: the kept call is all there is.
     flow("{mode: ok}");
-    let (code, _, stderr) = run(chimera(&cache).arg("run").arg("--resume").arg(&out));
+    let (code, _, stderr) = resume(&cache, &out);
     assert_eq!(code, 0, "{stderr}");
     let metrics = json(&out.join("metrics.json"));
     assert_eq!(metrics["stages"][0]["resumed"], true);

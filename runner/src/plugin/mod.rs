@@ -183,6 +183,21 @@ struct Slot {
     claimed: AtomicBool,
 }
 
+impl Slot {
+    /// The work that fills this slot, with the prefetch's cache read if one
+    /// was started (whoever fills the slot takes it).
+    fn preparation(
+        &self,
+        preparer: Preparer,
+        name: String,
+        key: [u8; 32],
+        bytes: std::borrow::Cow<'static, [u8]>,
+    ) -> impl Future<Output = Result<(Arc<Prepared>, LoadKind), String>> + Send + 'static {
+        let early = self.early.lock().expect("plugin slot poisoned").take();
+        preparer.preparation(name, key, bytes, early)
+    }
+}
+
 /// What preparing a component needs from the host (handles, cheap to clone).
 #[derive(Clone)]
 struct Preparer {
@@ -195,16 +210,13 @@ impl Preparer {
     /// The work of preparing a component: the sealed cache entry if there
     /// is one, else a compile (stored in the cache), then linking against the
     /// host's imports. The cache entry comes from the prefetch's `early` read
-    /// when there is one; otherwise, in the `background` it is read on a
-    /// blocking thread and in the foreground inline (about a millisecond,
-    /// sparing a thread hand-off on the stage's critical path). A compile
-    /// always runs on a blocking thread.
+    /// when there is one, else it is read inline (under a millisecond; a
+    /// thread hand-off would cost more). A compile runs on a blocking thread.
     fn preparation(
         self,
         name: String,
         key: [u8; 32],
         bytes: std::borrow::Cow<'static, [u8]>,
-        background: bool,
         early: Option<EarlyRead>,
     ) -> impl Future<Output = Result<(Arc<Prepared>, LoadKind), String>> + Send + 'static {
         let Self {
@@ -215,15 +227,11 @@ impl Preparer {
         async move {
             let start = Instant::now();
             let cached = match early {
-                // A prefetch thread that died sent nothing: read again.
                 Some(read) => match read.await {
                     Ok(cached) => cached,
+                    // The prefetch thread died without sending: read here.
                     Err(_) => cache.load(&engine, &key),
                 },
-                None if background => {
-                    let (engine, cache) = (engine.clone(), cache.clone());
-                    blocking(move || cache.load(&engine, &key)).await?
-                }
                 None => cache.load(&engine, &key),
             };
             let (component, kind) = match cached {
@@ -387,17 +395,12 @@ impl PluginHost {
         if started.is_ok() {
             *slot.early.lock().expect("plugin slot poisoned") = Some(receiver);
         }
-        let name = source.name().to_owned();
-        let work = {
-            let slot = slot.clone();
-            let host = self.preparer();
-            move || {
-                let early = slot.early.lock().expect("plugin slot poisoned").take();
-                host.preparation(name, key, bytes, true, early)
-            }
-        };
+        let (name, preparer) = (source.name().to_owned(), self.preparer());
         runtime.spawn(async move {
-            let _ = slot.done.get_or_init(work).await;
+            let _ = slot
+                .done
+                .get_or_init(|| slot.preparation(preparer, name, key, bytes))
+                .await;
         });
     }
 
@@ -412,11 +415,7 @@ impl PluginHost {
         let slot = self.slot(key);
         let (prepared, kind) = slot
             .done
-            .get_or_init(|| {
-                let early = slot.early.lock().expect("plugin slot poisoned").take();
-                self.preparer()
-                    .preparation(source.name().to_owned(), key, bytes, false, early)
-            })
+            .get_or_init(|| slot.preparation(self.preparer(), source.name().to_owned(), key, bytes))
             .await
             .clone()
             .map_err(|reason| PluginError::Invalid {
