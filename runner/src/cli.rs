@@ -178,7 +178,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
         .map_err(|e| fail(2, &format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Validate { workflow } => validate(&workflow, |_, _| {}).map(|w| {
+            Command::Validate { workflow } => validate(&workflow).map(|w| {
                 let stages = w.stages().count();
                 println!(
                     "ok: `{}` is valid ({} agents, {stages} stages)",
@@ -229,19 +229,13 @@ fn fail(code: u8, message: &str) -> u8 {
     code
 }
 
-/// Loads a workflow and checks its plugin and template references; `early`
-/// is handed the parsed workflow before they are checked (a run starts
-/// loading its first plugin there).
-fn validate(
-    path: &std::path::Path,
-    early: impl FnOnce(&Workflow, &Resolver),
-) -> Result<Workflow, u8> {
+/// Loads a workflow and checks its plugin and template references.
+fn validate(path: &std::path::Path) -> Result<Workflow, u8> {
     let workflow = Workflow::load(path).map_err(|e| match e {
         WorkflowError::Io { .. } => fail(2, &format!("error: {e}")),
         WorkflowError::Invalid(errors) => fail(2, &errors.to_string()),
     })?;
     let resolver = Resolver::for_workflow(Some(&workflow.dir));
-    early(&workflow, &resolver);
     let templates = Templates::new(Templates::search_path_for(&workflow.dir));
     let problems = engine::check_references(&workflow, &resolver, &templates);
     if problems.is_empty() {
@@ -321,12 +315,8 @@ async fn plugins(workflow: Option<PathBuf>, json: bool) -> Result<(), u8> {
 }
 
 /// Loads a workflow, applies the command-line overrides and checks it.
-fn prepare(
-    path: &std::path::Path,
-    args: &RunArgs,
-    early: impl FnOnce(&Workflow, &Resolver),
-) -> Result<Workflow, u8> {
-    let mut workflow = validate(path, early)?;
+fn prepare(path: &std::path::Path, args: &RunArgs) -> Result<Workflow, u8> {
+    let mut workflow = validate(path)?;
     let overrides = Overrides {
         backend: args.backend.clone(),
         model: args.model.clone(),
@@ -395,10 +385,8 @@ async fn run_workflow(
         }
         None => (workflow.unwrap_or_default(), None),
     };
+    let workflow = prepare(&path, &args)?;
     let host = host()?;
-    let workflow = prepare(&path, &args, |workflow, resolver| {
-        engine::prefetch_first(workflow, resolver, &host, resume.as_ref());
-    })?;
     let (stop, interrupt) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -475,7 +463,7 @@ async fn render(
     agent: Option<&str>,
     args: &RunArgs,
 ) -> Result<(), u8> {
-    let workflow = prepare(path, args, |_, _| {})?;
+    let workflow = prepare(path, args)?;
     let matches: Vec<_> = workflow
         .stages()
         .filter(|(a, s)| s.id == stage && agent.is_none_or(|id| a.id == id))

@@ -388,9 +388,8 @@ fn written_files(run_dir: &Path, written: &[(PathBuf, u64)]) -> Vec<WrittenFile>
 /// The plugin of the first stage after `after` (or of the run's first stage,
 /// for `None`) that will run: not carried over by `--resume`, not past
 /// `stop_after`. It is prepared in the background — the first stage's while
-/// the workflow's references are checked and the run directory is set up,
-/// each next stage's while the one before runs — so its load overlaps other
-/// work instead of adding to the run's time.
+/// the run directory is set up, each next stage's while the one before runs
+/// — so its load overlaps other work instead of adding to the run's time.
 fn upcoming_plugin(
     workflow: &Workflow,
     resolver: &Resolver,
@@ -403,19 +402,6 @@ fn upcoming_plugin(
     }
     let (_, next) = stages.find(|(a, s)| !resume.is_some_and(|r| r.completed(&a.id, &s.id)))?;
     resolver.resolve(&next.plugin.value, &workflow.dir).ok()
-}
-
-/// Starts preparing the plugin of the first stage that will run (see
-/// [`run`]), so that it loads while the caller does other work.
-pub fn prefetch_first(
-    workflow: &Workflow,
-    resolver: &Resolver,
-    host: &PluginHost,
-    resume: Option<&Resume>,
-) {
-    if let Some(first) = upcoming_plugin(workflow, resolver, resume, None) {
-        host.prefetch(&first);
-    }
 }
 
 /// Runs every agent of `workflow` and writes the run record.
@@ -434,7 +420,12 @@ pub async fn run(
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
     let resolver = Resolver::for_workflow(Some(&workflow.dir));
-    prefetch_first(workflow, &resolver, host, options.resume.as_ref());
+    // Starting it earlier, while `chimera run` checks the workflow, measured
+    // 0.8–1.1 ms slower: the load then competes with the checks for the
+    // two cores.
+    if let Some(first) = upcoming_plugin(workflow, &resolver, options.resume.as_ref(), None) {
+        host.prefetch(&first);
+    }
     let dir = match &options.out {
         Some(out) => RunDir::at(out.clone()),
         None => RunDir::create(Path::new("runs"), &workflow.name, started),
