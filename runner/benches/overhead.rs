@@ -92,7 +92,7 @@ fn main() {
         .parent()
         .expect("repo root")
         .to_path_buf();
-    let fixtures = root.join("../shared/fixtures/benchmark-artifacts");
+    let fixtures = root.join("tests/fixtures/benchmark-artifacts");
     let scratch = tempfile::tempdir().expect("temp dir");
     // Another build of chimera can be measured by the same harness, and two
     // builds side by side: their runs alternate, so both see the same noise.

@@ -1,6 +1,6 @@
 //! A fake Ollama server for tests: real HTTP/1.1 on a local port, NDJSON
-//! streaming with `Transfer-Encoding: chunked`, as shared/reference/ollama-api.md
-//! describes. Timing, chunking and faults are scripted by [`FakeConfig`].
+//! streaming with `Transfer-Encoding: chunked`, as Ollama's API reference
+//! (<https://github.com/ollama/ollama/blob/main/docs/api.md>) describes. Timing, chunking and faults are scripted by [`FakeConfig`].
 //!
 //! The server runs on its own thread and runtime, so sync tests and tokio tests
 //! use it alike; it records every request and stops when the handle drops.

@@ -5,16 +5,25 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The shared fixture: 86 real benchmark artifacts (read-only).
+/// The repository's fixture: 86 real benchmark artifacts (read-only; see
+/// tests/fixtures/README.md). It must resolve inside the repository, so a
+/// plain clone runs every test.
 pub fn fixtures() -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/benchmark-artifacts");
+    let dir = root().join("tests/fixtures/benchmark-artifacts");
     assert!(
         dir.join("reports").is_dir(),
         "fixtures missing at {}",
         dir.display()
     );
-    dir.canonicalize().expect("canonical fixtures path")
+    let dir = dir.canonicalize().expect("canonical fixtures path");
+    let root = root().canonicalize().expect("canonical repository root");
+    assert!(
+        dir.starts_with(&root),
+        "fixtures at {} resolve outside the repository {}",
+        dir.display(),
+        root.display()
+    );
+    dir
 }
 
 /// The repository root.
