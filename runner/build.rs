@@ -66,6 +66,34 @@ fn main() {
     ));
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::write(out.join("builtins.rs"), generated).expect("write builtins.rs");
+    git_commit(&root);
+}
+
+/// The commit the binary is built from, for the run record's provenance
+/// (`unknown` outside a git checkout). Rebuilt when HEAD moves.
+fn git_commit(root: &Path) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let dir = PathBuf::from(dir);
+        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("packed-refs").display()
+        );
+        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={}", dir.join(head).display());
+        }
+    }
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CHIMERA_GIT_COMMIT={commit}");
 }
 
 fn build_plugins(plugins: &Path, target_dir: &Path) {

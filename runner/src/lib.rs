@@ -6,6 +6,7 @@
 //! Data flows one way: [`cli`] → [`workflow`] (checked model) → [`engine`] →
 //! [`plugin`] (wasm host) → [`template`] → [`record`].
 
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod llm;

@@ -10,6 +10,7 @@
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
+use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,11 +47,38 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Where a template name resolved: the file, the search-path entry it was
+/// found in, and the SHA-256 of what was read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resolved {
+    pub name: String,
+    pub file: PathBuf,
+    /// The search-path directory the file was found in.
+    pub root: PathBuf,
+    pub sha256: String,
+}
+
+/// A template that does not compile: where, and what the parser said.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    /// The template the error is in (an include's, maybe).
+    pub name: String,
+    /// 1-based line, when minijinja knows it.
+    pub line: Option<usize>,
+    /// What is wrong, without the template and line.
+    pub detail: String,
+    /// The template's text, to quote from.
+    pub source: Option<String>,
+}
+
 /// The template environment of one run.
 #[derive(Debug, Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
     search_path: Vec<PathBuf>,
+    /// Every template the environment loaded, in load order (minijinja
+    /// loads each name once): the run's template provenance.
+    loaded: Arc<std::sync::Mutex<Vec<Resolved>>>,
 }
 
 impl Templates {
@@ -88,11 +116,73 @@ impl Templates {
         env.set_recursion_limit(RECURSION_LIMIT);
         env.set_keep_trailing_newline(true);
         let loader_path = search_path.clone();
-        env.set_loader(move |name| Ok(load(&loader_path, name)));
+        let loaded = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = loaded.clone();
+        env.set_loader(move |name| {
+            let Some((resolved, text)) = load(&loader_path, name) else {
+                return Ok(None);
+            };
+            record.lock().expect("template log poisoned").push(resolved);
+            Ok(Some(text))
+        });
         Self {
             env: Arc::new(env),
             search_path,
+            loaded,
         }
+    }
+
+    /// Every template loaded so far (rendered, included, imported or
+    /// checked), with where it came from and its hash.
+    pub fn loaded(&self) -> Vec<Resolved> {
+        self.loaded.lock().expect("template log poisoned").clone()
+    }
+
+    /// Where `name` resolves, without loading it into the environment.
+    pub fn locate(&self, name: &str) -> Option<Resolved> {
+        load(&self.search_path, name).map(|(resolved, _)| resolved)
+    }
+
+    /// Every file named `name` on the search path, the one that wins first:
+    /// the rest are shadowed by it.
+    pub fn candidates(&self, name: &str) -> Vec<Resolved> {
+        (0..self.search_path.len())
+            .filter_map(|i| load(&self.search_path[i..=i], name).map(|(r, _)| r))
+            .collect()
+    }
+
+    /// Compiles `name`; the top-level variables it reads that are neither
+    /// set in it nor globals, and the templates it names literally in
+    /// `include`, `extends`, `import` and `from`.
+    ///
+    /// # Errors
+    /// When the template is missing or does not compile.
+    pub fn compile(&self, name: &str) -> Result<Compiled, Box<CompileError>> {
+        let template = self.env.get_template(name).map_err(|e| {
+            Box::new(if e.kind() == minijinja::ErrorKind::TemplateNotFound {
+                CompileError::NotFound(name.to_owned())
+            } else {
+                let at = e.name().unwrap_or(name).to_owned();
+                CompileError::Syntax(SyntaxError {
+                    source: load(&self.search_path, &at).map(|(_, text)| text),
+                    name: at,
+                    line: e.line(),
+                    detail: e
+                        .detail()
+                        .map_or_else(|| e.kind().to_string(), str::to_owned),
+                })
+            })
+        })?;
+        let mut variables: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|v| self.env.globals().all(|(g, _)| g != v))
+            .collect();
+        variables.sort();
+        Ok(Compiled {
+            variables,
+            references: static_references(template.source()),
+        })
     }
 
     pub fn search_path(&self) -> &[PathBuf] {
@@ -101,7 +191,7 @@ impl Templates {
 
     /// Whether `name` resolves on the search path.
     pub fn exists(&self, name: &str) -> bool {
-        load(&self.search_path, name).is_some()
+        self.locate(name).is_some()
     }
 
     /// Renders `name` with `context`.
@@ -179,9 +269,26 @@ fn describe(e: &minijinja::Error) -> String {
     out
 }
 
+/// What [`Templates::compile`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    /// Top-level variables the template reads from its context.
+    pub variables: Vec<String>,
+    /// Templates it names with a literal in `include`, `extends`, `import`
+    /// or `from`.
+    pub references: Vec<String>,
+}
+
+/// Why [`Templates::compile`] failed.
+#[derive(Debug, Clone)]
+pub enum CompileError {
+    NotFound(String),
+    Syntax(SyntaxError),
+}
+
 /// Finds `name` in the first search directory that has it, refusing paths
 /// that lead outside that directory.
-fn load(search_path: &[PathBuf], name: &str) -> Option<String> {
+fn load(search_path: &[PathBuf], name: &str) -> Option<(Resolved, String)> {
     check_name(name).ok()?;
     search_path.iter().find_map(|dir| {
         let root = dir.canonicalize().ok()?;
@@ -189,8 +296,56 @@ fn load(search_path: &[PathBuf], name: &str) -> Option<String> {
         if !file.starts_with(&root) || !file.is_file() {
             return None;
         }
-        std::fs::read_to_string(file).ok()
+        let text = std::fs::read_to_string(&file).ok()?;
+        let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        let resolved = Resolved {
+            name: name.to_owned(),
+            file,
+            root: dir.clone(),
+            sha256,
+        };
+        Some((resolved, text))
     })
+}
+
+/// The template names a template's source gives literally to `include`,
+/// `extends`, `import` and `from` (comments left out). Names built at render
+/// time cannot be known before it.
+pub fn static_references(source: &str) -> Vec<String> {
+    let mut text = source.to_owned();
+    while let Some(start) = text.find("{#") {
+        let end = text[start..]
+            .find("#}")
+            .map_or(text.len(), |e| start + e + 2);
+        text.replace_range(start..end, "");
+    }
+    let mut names = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("{%") {
+        let after = &rest[start + 2..];
+        let end = after.find("%}").unwrap_or(after.len());
+        let tag = after[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        if tag.contains("ignore missing") {
+            rest = &after[end..];
+            continue;
+        }
+        let mut words = tag.splitn(2, char::is_whitespace);
+        if let (Some("include" | "extends" | "import" | "from"), Some(arg)) =
+            (words.next(), words.next())
+        {
+            let arg = arg.trim_start();
+            if let Some(quote) = arg.chars().next().filter(|c| *c == '"' || *c == '\'')
+                && let Some(close) = arg[1..].find(quote)
+            {
+                let name = arg[1..=close].to_owned();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        rest = &after[end..];
+    }
+    names
 }
 
 impl crate::plugin::TemplateRenderer for Templates {

@@ -35,6 +35,21 @@ fn resume(cache: &std::path::Path, out: &std::path::Path) -> (i32, String, Strin
     run(chimera(cache).arg("run").arg("--resume").arg(out))
 }
 
+/// `chimera run --resume <out> --force`: for a workflow fixed since the run
+/// began (a plain resume refuses it).
+fn resume_fixed(cache: &std::path::Path, out: &std::path::Path) -> (i32, String, String) {
+    let (code, stdout, stderr) = run(chimera(cache)
+        .arg("run")
+        .arg("--resume")
+        .arg(out)
+        .arg("--force"));
+    assert!(
+        code != 0 || stderr.contains("warning: resuming although the workflow"),
+        "the change is named: {stderr}"
+    );
+    (code, stdout, stderr)
+}
+
 /// Starts `chimera run` in the background, its stdout discarded.
 fn spawn_run(
     cache: &std::path::Path,
@@ -112,12 +127,25 @@ fn resume_continues_from_the_first_incomplete_stage() {
     let cache = tmp.path().join("cache");
     let (code, _, stderr) = run_workflow(&cache, &flow, &input(tmp.path()), &out);
     assert_eq!(code, 1, "the looping stage times out: {stderr}");
+    assert_eq!(
+        stderr.matches("error: stage `agent/").count(),
+        1,
+        "the failure is printed once: {stderr}"
+    );
+    assert!(!stderr.contains("ERROR"), "and not logged again: {stderr}");
     let first = json(&out.join("metrics.json"));
     let ingest_wall = first["stages"][0]["wall_ms"].clone();
 
-    // Fix the workflow, then resume in the same directory.
+    // Fix the workflow: a plain resume refuses the changed file, naming it;
+    // `--force` resumes in the same directory.
     workflow(tmp.path(), "{mode: ok}", "1s");
     let (code, _, stderr) = resume(&cache, &out);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the workflow") && stderr.contains("resume.yaml changed"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = resume_fixed(&cache, &out);
     assert_eq!(code, 0, "{stderr}");
     let metrics = json(&out.join("metrics.json"));
     assert_eq!(metrics["status"], "ok");
@@ -200,7 +228,7 @@ agents:
         .unwrap();
     std::io::Write::write_all(&mut calls, br#"{"agent": "agent", "sta"#).unwrap();
     flow("{mode: ok}");
-    let (code, _, stderr) = resume(&cache, &out);
+    let (code, _, stderr) = resume_fixed(&cache, &out);
     assert_eq!(code, 0, "{stderr}");
     let metrics = json(&out.join("metrics.json"));
     assert_eq!(
@@ -279,7 +307,7 @@ agents:
 
     // The stage left to run calls no model: the kept call is all there is.
     flow("{mode: ok}");
-    let (code, _, stderr) = resume(&cache, &out);
+    let (code, _, stderr) = resume_fixed(&cache, &out);
     assert_eq!(code, 0, "{stderr}");
     let metrics = json(&out.join("metrics.json"));
     assert_eq!(metrics["stages"][0]["resumed"], true);

@@ -228,14 +228,21 @@ async fn the_usage_chunk_gives_the_token_counts() {
     let record = chat(&fake).await.0.expect("the call succeeds");
     assert_eq!(record.prompt_eval_count, Some(26));
     assert_eq!(record.eval_count, Some(5));
+    assert!(record.estimated.is_empty(), "{:?}", record.estimated);
 
+    // Without usage, the streamed chunks are counted and the record says the
+    // count (and the rate from it) is an estimate; the prompt's stays unknown.
     let fake = FakeOpenAi::start(FakeConfig {
         usage: false,
         ..FakeConfig::token_count(5)
     });
     let record = chat(&fake).await.0.expect("the call succeeds");
-    assert_eq!((record.prompt_eval_count, record.eval_count), (None, None));
-    assert_eq!(record.tokens_per_second, None);
+    assert_eq!(
+        (record.prompt_eval_count, record.eval_count),
+        (None, Some(5))
+    );
+    assert_eq!(record.estimated, ["eval_count", "tokens_per_second"]);
+    assert!(record.tokens_per_second.is_some_and(|t| t > 0.0));
     assert_eq!(record.text.matches("tok").count(), 5);
 }
 

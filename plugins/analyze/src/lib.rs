@@ -11,21 +11,25 @@
 //!
 //! Output: `analysis` (the model's full answer), `summary`, `key_findings`,
 //! `recommendations`, `persona_prompt` (rendered, or null), `prompt`,
-//! `eval_count`, `prompt_eval_count`.
+//! `eval_count`, `prompt_eval_count` (null when the backend reported none).
 
 mod extract;
 
-use chimera_plugin::{Info, Input, Plugin, StageError, export_plugin, llm, log, render};
+use chimera_plugin::{
+    Info, Input, JsonSchema, Plugin, StageError, export_plugin, llm, log, render,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 struct Analyze;
 
 /// The stage's `with:` configuration.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(crate = "chimera_plugin::schemars")]
 struct Config {
     /// The id of the earlier ingest stage whose inventory is analysed.
+    #[schemars(extend("format" = chimera_plugin::STAGE_FORMAT))]
     from: String,
     /// Whether the agent's persona becomes the system prompt.
     persona: bool,
@@ -50,18 +54,8 @@ impl Plugin for Analyze {
             env!("CARGO_PKG_VERSION"),
             "Asks the model for a technical analysis of an ingest inventory and extracts its summary, key findings and recommendations.",
         )
-        .with_schema(json!({
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "from": {"type": "string", "minLength": 1, "default": "ingest",
-                         "description": "id of the earlier ingest stage to analyse"},
-                "persona": {"type": "boolean", "default": true,
-                            "description": "render the agent's persona as the system prompt"},
-                "max_metrics": {"type": "integer", "minimum": 0, "default": 12,
-                                "description": "metric fields (most samples first) given to the templates"}
-            }
-        }))
+        .with_config::<Config>()
+        .with_template_context(CONTEXT)
     }
 
     fn run(input: Input) -> Result<Value, StageError> {
@@ -96,13 +90,12 @@ impl Plugin for Analyze {
             ));
         }
         log::info(&format!(
-            "analysed `{}`: {} chars, {} key findings, {} recommendations ({} prompt + {} generated tokens)",
+            "analysed `{}`: {} chars, {} key findings, {} recommendations ({})",
             config.from,
             answer.text.len(),
             found.key_findings.len(),
             found.recommendations.len(),
-            answer.prompt_eval_count,
-            answer.eval_count
+            answer.token_summary()
         ));
         Ok(json!({
             "analysis": answer.text,
@@ -150,6 +143,24 @@ fn ingest_output<'a>(input: &'a Input, from: &str) -> Result<&'a Value, StageErr
     Ok(data)
 }
 
+/// The variables the persona and prompt templates see (declared in `info`,
+/// so Chimera can check templates before a run; a unit test keeps this list
+/// and [`context`] together).
+const CONTEXT: &[&str] = &[
+    "agent",
+    "stage",
+    "config",
+    "data",
+    "summary",
+    "total_files",
+    "total_bytes",
+    "roots",
+    "types",
+    "errors",
+    "metrics",
+    "metrics_omitted",
+];
+
 /// The template context; every name is always present (templates render
 /// with strict undefined).
 fn context(input: &Input, config: &Config, data: &Value) -> Value {
@@ -187,3 +198,42 @@ fn rendered(name: &str, context: &Value) -> Result<String, StageError> {
 }
 
 export_plugin!(Analyze);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_template_context_is_the_one_rendered() {
+        let input = Input {
+            stage_id: "analyze".into(),
+            agent: "a".into(),
+            config: json!({}),
+            inputs: serde_json::Map::new(),
+            read_dirs: Vec::new(),
+            write_dir: None,
+            prompt_template: None,
+            persona_template: None,
+        };
+        let context = context(&input, &Config::default(), &json!({}));
+        let names: Vec<&str> = context
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, CONTEXT);
+    }
+
+    #[test]
+    fn the_config_schema_is_derived_and_marks_stage_references() {
+        let schema = Analyze::info().config_schema;
+        assert_eq!(schema["additionalProperties"], json!(false));
+        assert_eq!(
+            schema["properties"]["from"]["format"],
+            json!("chimera-stage")
+        );
+        assert_eq!(schema["properties"]["max_metrics"]["default"], json!(12));
+        assert_eq!(Analyze::info().template_context, CONTEXT);
+    }
+}

@@ -10,15 +10,16 @@
 mod harvest;
 mod inventory;
 
-use chimera_plugin::{Info, Input, Plugin, StageError, export_plugin, log};
+use chimera_plugin::{Info, Input, JsonSchema, Plugin, StageError, export_plugin, log};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 struct Ingest;
 
 /// The stage's `with:` configuration.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(crate = "chimera_plugin::schemars")]
 struct Config {
     /// File extensions to inventory, in the order the summary lists them.
     extensions: Vec<String>,
@@ -50,17 +51,7 @@ impl Plugin for Ingest {
             env!("CARGO_PKG_VERSION"),
             "Inventories benchmark artifacts (csv, json, md) in the granted directories and harvests their metrics.",
         )
-        .with_schema(json!({
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "extensions": {"type": "array", "items": {"type": "string"}, "default": ["csv", "json", "md"]},
-                "list": {"type": "integer", "minimum": 0, "default": 5},
-                "metric_keys": {"type": "array", "items": {"type": "string"},
-                                "default": ["tokens", "throughput", "latency", "ttft"]},
-                "max_parse_bytes": {"type": "integer", "minimum": 0, "default": 16777216}
-            }
-        }))
+        .with_config::<Config>()
     }
 
     fn run(input: Input) -> Result<Value, StageError> {

@@ -8,22 +8,28 @@
 //! ingest output, or null when there is none).
 //!
 //! Output: `body` (the report the model wrote), `persona_prompt` (rendered,
-//! or null), `prompt`, `eval_count`, `prompt_eval_count`.
+//! or null), `prompt`, `eval_count`, `prompt_eval_count` (null when the
+//! backend reported none).
 
-use chimera_plugin::{Info, Input, Plugin, StageError, export_plugin, llm, log, render};
+use chimera_plugin::{
+    Info, Input, JsonSchema, Plugin, StageError, export_plugin, llm, log, render,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 struct Report;
 
 /// The stage's `with:` configuration.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(crate = "chimera_plugin::schemars")]
 struct Config {
     /// The id of the earlier analyze stage the report is written from.
+    #[schemars(extend("format" = chimera_plugin::STAGE_FORMAT))]
     from: String,
     /// The id of the ingest stage whose numbers the report may cite; when
     /// unset, `ingest` is used if the agent has such a stage.
+    #[schemars(extend("format" = chimera_plugin::STAGE_FORMAT))]
     data_from: Option<String>,
     /// Whether the agent's persona becomes the system prompt.
     persona: bool,
@@ -39,6 +45,19 @@ impl Default for Config {
     }
 }
 
+/// The variables the persona and prompt templates see (declared in `info`,
+/// so Chimera can check templates before a run).
+const CONTEXT: &[&str] = &[
+    "agent",
+    "stage",
+    "config",
+    "analysis",
+    "summary",
+    "key_findings",
+    "recommendations",
+    "data",
+];
+
 /// The ingest stage `data_from` falls back to.
 const DEFAULT_DATA_FROM: &str = "ingest";
 
@@ -49,18 +68,8 @@ impl Plugin for Report {
             env!("CARGO_PKG_VERSION"),
             "Asks the model to write the technical report from an analysis and the ingest numbers behind it.",
         )
-        .with_schema(json!({
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "from": {"type": "string", "minLength": 1, "default": "analyze",
-                         "description": "id of the earlier analyze stage to report on"},
-                "data_from": {"type": "string", "minLength": 1, "default": DEFAULT_DATA_FROM,
-                              "description": "id of the ingest stage whose numbers the report cites (optional when left unset)"},
-                "persona": {"type": "boolean", "default": false,
-                            "description": "render the agent's persona as the system prompt"}
-            }
-        }))
+        .with_config::<Config>()
+        .with_template_context(CONTEXT)
     }
 
     fn run(input: Input) -> Result<Value, StageError> {
@@ -82,17 +91,7 @@ impl Plugin for Report {
                 input.stage_id
             )));
         };
-        let field = |key: &str, empty: Value| analysis.get(key).cloned().unwrap_or(empty);
-        let context = json!({
-            "agent": input.agent,
-            "stage": input.stage_id,
-            "config": input.config,
-            "analysis": text,
-            "summary": field("summary", json!("")),
-            "key_findings": field("key_findings", json!([])),
-            "recommendations": field("recommendations", json!([])),
-            "data": data,
-        });
+        let context = context(&input, analysis, text, data);
         let persona_prompt = match input.persona_template.as_deref() {
             Some(persona) if config.persona => Some(rendered(persona, &context)?),
             _ => None,
@@ -106,11 +105,10 @@ impl Plugin for Report {
             );
         }
         log::info(&format!(
-            "reported on `{}`: {} chars ({} prompt + {} generated tokens)",
+            "reported on `{}`: {} chars ({})",
             config.from,
             body.len(),
-            answer.prompt_eval_count,
-            answer.eval_count
+            answer.token_summary()
         ));
         Ok(json!({
             "body": body,
@@ -157,4 +155,61 @@ fn rendered(name: &str, context: &Value) -> Result<String, StageError> {
     Ok(text)
 }
 
+/// The template context; its names are [`CONTEXT`]'s.
+fn context(input: &Input, analysis: &Value, text: &str, data: Option<&Value>) -> Value {
+    let field = |key: &str, empty: Value| analysis.get(key).cloned().unwrap_or(empty);
+    json!({
+        "agent": input.agent,
+        "stage": input.stage_id,
+        "config": input.config,
+        "analysis": text,
+        "summary": field("summary", json!("")),
+        "key_findings": field("key_findings", json!([])),
+        "recommendations": field("recommendations", json!([])),
+        "data": data,
+    })
+}
+
 export_plugin!(Report);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_template_context_is_the_one_rendered() {
+        let input = Input {
+            stage_id: "report".into(),
+            agent: "a".into(),
+            config: json!({}),
+            inputs: serde_json::Map::new(),
+            read_dirs: Vec::new(),
+            write_dir: None,
+            prompt_template: None,
+            persona_template: None,
+        };
+        let context = context(&input, &json!({}), "text", None);
+        let names: Vec<&str> = context
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, CONTEXT);
+    }
+
+    #[test]
+    fn the_config_schema_is_derived_and_marks_stage_references() {
+        let schema = Report::info().config_schema;
+        assert_eq!(schema["additionalProperties"], json!(false));
+        assert_eq!(
+            schema["properties"]["from"]["format"],
+            json!("chimera-stage")
+        );
+        assert_eq!(schema["properties"]["from"]["default"], json!("analyze"));
+        assert_eq!(
+            schema["properties"]["data_from"]["format"],
+            json!("chimera-stage")
+        );
+    }
+}

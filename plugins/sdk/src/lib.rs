@@ -29,6 +29,7 @@
 
 pub mod files;
 
+pub use schemars::{self, JsonSchema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -58,7 +59,15 @@ pub struct Info {
     pub description: String,
     /// A JSON Schema of the stage's `with:` configuration.
     pub config_schema: Value,
+    /// The top-level variables the plugin renders its prompt and persona
+    /// templates with (empty: it renders none).
+    pub template_context: Vec<String>,
 }
+
+/// The JSON Schema `format` of a string that names an earlier stage of the
+/// same agent; Chimera checks it before a run. Use it on a `Config` field as
+/// `#[schemars(extend("format" = chimera_plugin::STAGE_FORMAT))]`.
+pub const STAGE_FORMAT: &str = "chimera-stage";
 
 impl Info {
     /// An `Info` whose configuration schema accepts any object.
@@ -68,13 +77,33 @@ impl Info {
             version: version.to_owned(),
             description: description.to_owned(),
             config_schema: serde_json::json!({ "type": "object" }),
+            template_context: Vec::new(),
         }
     }
 
-    /// Sets the JSON Schema of the `with:` configuration.
+    /// Derives the JSON Schema of the `with:` configuration from the type
+    /// the plugin reads it into (`input.config::<T>()`), so the two cannot
+    /// drift: `#[derive(Deserialize, JsonSchema)]` on `T`, with
+    /// `#[serde(deny_unknown_fields)]` to refuse unknown keys. Doc comments
+    /// become the schema's descriptions.
+    #[must_use]
+    pub fn with_config<T: JsonSchema>(mut self) -> Self {
+        self.config_schema = schemars::schema_for!(T).to_value();
+        self
+    }
+
+    /// Sets the JSON Schema of the `with:` configuration by hand.
     #[must_use]
     pub fn with_schema(mut self, schema: Value) -> Self {
         self.config_schema = schema;
+        self
+    }
+
+    /// Declares the top-level variables the plugin renders its prompt and
+    /// persona templates with.
+    #[must_use]
+    pub fn with_template_context(mut self, names: &[&str]) -> Self {
+        self.template_context = names.iter().map(|n| (*n).to_owned()).collect();
         self
     }
 }
@@ -161,10 +190,23 @@ pub mod llm {
     pub struct Generation {
         /// The generated text.
         pub text: String,
-        /// Tokens generated.
-        pub eval_count: u32,
-        /// Prompt tokens read.
-        pub prompt_eval_count: u32,
+        /// Tokens generated; `None` when the backend did not report a count.
+        pub eval_count: Option<u32>,
+        /// Prompt tokens read; `None` when the backend did not report a count.
+        pub prompt_eval_count: Option<u32>,
+    }
+
+    impl Generation {
+        /// `"<prompt> prompt + <generated> generated tokens"`, with `n/a`
+        /// for a count the backend did not report.
+        pub fn token_summary(&self) -> String {
+            let n = |c: Option<u32>| c.map_or_else(|| "n/a".to_owned(), |c| c.to_string());
+            format!(
+                "{} prompt + {} generated tokens",
+                n(self.prompt_eval_count),
+                n(self.eval_count)
+            )
+        }
     }
 
     /// Sends a system prompt (optional) and a user prompt to the stage's model.
@@ -175,12 +217,12 @@ pub mod llm {
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = system {
             messages.push(wit::llm::Message {
-                role: "system".into(),
+                role: wit::llm::Role::System,
                 content: system.into(),
             });
         }
         messages.push(wit::llm::Message {
-            role: "user".into(),
+            role: wit::llm::Role::User,
             content: prompt.into(),
         });
         chat(messages)
@@ -204,7 +246,7 @@ pub mod llm {
         }
     }
 
-    pub use wit::llm::Message;
+    pub use wit::llm::{Message, Role};
 }
 
 /// Renders a template from the workflow's template search path.
@@ -251,6 +293,7 @@ pub mod __private {
             version: info.version,
             description: info.description,
             config_schema: info.config_schema.to_string(),
+            template_context: info.template_context,
         }
     }
 

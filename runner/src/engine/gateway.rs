@@ -124,16 +124,18 @@ impl LlmGateway for StageGateway {
             .await;
             let (record, outcome) = match result {
                 Ok(record) => {
+                    // A plugin gets the counts the backend reported; an
+                    // estimate stays in the record, labelled as one.
+                    let reported = !record.estimated.iter().any(|f| f == "eval_count");
                     let reply = LlmReply {
                         text: record.text.clone(),
                         eval_count: record
                             .eval_count
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
+                            .filter(|_| reported)
+                            .and_then(|n| u32::try_from(n).ok()),
                         prompt_eval_count: record
                             .prompt_eval_count
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
+                            .and_then(|n| u32::try_from(n).ok()),
                     };
                     (record, Ok(reply))
                 }

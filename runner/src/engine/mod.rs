@@ -20,7 +20,7 @@ use crate::record::{
 };
 use crate::template::Templates;
 use crate::workflow::BackendKind;
-use crate::workflow::{Agent, Diagnostic, Stage, Workflow};
+use crate::workflow::{Agent, Stage, Workflow};
 use gateway::StageGateway;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -132,6 +132,11 @@ pub struct RunOptions {
     pub resume: Option<Resume>,
     /// How the run was asked for, written to `run.json` so `--resume` can repeat it.
     pub invocation: Value,
+    /// The run's templates: the environment the workflow was checked
+    /// against, so what runs is what was checked.
+    pub templates: Arc<Templates>,
+    /// What produced the run (the templates rendered are added as they load).
+    pub provenance: crate::record::provenance::Provenance,
 }
 
 /// What an earlier run in the same directory completed (`chimera run --resume`).
@@ -237,52 +242,6 @@ pub struct RunOutcome {
     pub metrics: RunMetrics,
     /// Every LLM call, with its messages.
     pub calls: Vec<CallEntry>,
-}
-
-/// Checks what `Workflow::load` cannot: plugins resolve and templates exist.
-pub fn check_references(
-    workflow: &Workflow,
-    resolver: &Resolver,
-    templates: &Templates,
-) -> Vec<Diagnostic> {
-    let mut problems = Vec::new();
-    let mut template = |name: &crate::workflow::Located<String>, what: &str| {
-        if !templates.exists(&name.value) {
-            let search = templates
-                .search_path()
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            problems.push(
-                Diagnostic::new(
-                    format!("{what} template `{}` not found", name.value),
-                    name.pos,
-                )
-                .help(format!("create it in one of: {search}")),
-            );
-        }
-    };
-    for agent in &workflow.agents {
-        if let Some(persona) = &agent.persona {
-            template(persona, "persona");
-        }
-        if let Some(report) = &agent.report {
-            template(report, "report");
-        }
-        for stage in &agent.stages {
-            if let Some(prompt) = &stage.prompt {
-                template(prompt, "prompt");
-            }
-        }
-    }
-    for (_, stage) in workflow.stages() {
-        if let Err(e) = resolver.resolve(&stage.plugin.value, &workflow.dir) {
-            problems.push(Diagnostic::new(e.to_string(), stage.plugin.pos).help(e.help()));
-        }
-    }
-    problems.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
-    problems
 }
 
 /// Resolves a stage's grants to host directories, refusing any that lead
@@ -439,7 +398,7 @@ pub async fn run(
         source,
     };
 
-    let templates = Arc::new(Templates::new(Templates::search_path_for(&workflow.dir)));
+    let templates = options.templates.clone();
     let mut metrics = RunMetrics {
         schema_version: METRICS_SCHEMA_VERSION,
         chimera_version: env!("CARGO_PKG_VERSION"),
@@ -454,6 +413,10 @@ pub async fn run(
         calls: Vec::new(),
         reports: Vec::new(),
         report_errors: Vec::new(),
+        provenance: crate::record::provenance::Provenance {
+            templates: template_files(&templates),
+            ..options.provenance.clone()
+        },
     };
 
     dir.write_json("run.json", &options.invocation)
@@ -542,7 +505,9 @@ pub async fn run(
                         tracing::info!(agent = %agent.id, stage = %stage.id, wall_ms = record.wall_ms, "stage finished");
                     }
                     Err(failure) => {
-                        tracing::error!(agent = %agent.id, stage = %stage.id, error = %failure, "stage failed");
+                        // The command line prints the failure once, from the
+                        // record; the log has it with -v.
+                        tracing::info!(agent = %agent.id, stage = %stage.id, error = %failure, "stage failed");
                         if matches!(failure, StageFailure::Interrupted) {
                             interrupted = true;
                             metrics.status = RunStatus::Interrupted;
@@ -570,7 +535,7 @@ pub async fn run(
                 .as_ref()
                 .is_some_and(|(a, s)| *a == agent.id && *s == stage.id)
             {
-                return finish(dir, metrics, clock, calls, checkpoint);
+                return finish(dir, metrics, clock, calls, checkpoint, &templates);
             }
             // After the last stage, `finish` writes metrics.json right away.
             if last_stage != Some((&agent.id, &stage.id)) {
@@ -602,7 +567,7 @@ pub async fn run(
                     metrics.reports.push(name);
                 }
                 Err(e) => {
-                    tracing::error!(agent = %agent.id, error = %e, "report template failed");
+                    tracing::info!(agent = %agent.id, error = %e, "report template failed");
                     metrics
                         .report_errors
                         .push(format!("agent `{}`: {e}", agent.id));
@@ -613,7 +578,7 @@ pub async fn run(
             }
         }
     }
-    finish(dir, metrics, clock, calls, checkpoint)
+    finish(dir, metrics, clock, calls, checkpoint, &templates)
 }
 
 /// Stamps the end of the run and writes the final `metrics.json` (and an
@@ -624,8 +589,10 @@ fn finish(
     clock: Instant,
     calls: Arc<CallLog>,
     mut checkpoint: Checkpoint,
+    templates: &Templates,
 ) -> Result<RunOutcome, EngineError> {
     metrics.total_ms = ms(clock.elapsed());
+    metrics.provenance.templates = template_files(templates);
     metrics.finished_at = Some(jiff::Timestamp::now().to_string());
     let entries = calls.entries();
     checkpoint
@@ -640,6 +607,20 @@ fn finish(
         metrics,
         calls: entries,
     })
+}
+
+/// The templates loaded so far, as the record keeps them.
+pub fn template_files(templates: &Templates) -> Vec<crate::record::provenance::TemplateFile> {
+    templates
+        .loaded()
+        .into_iter()
+        .map(|t| crate::record::provenance::TemplateFile {
+            name: t.name,
+            file: t.file,
+            root: t.root,
+            sha256: t.sha256,
+        })
+        .collect()
 }
 
 /// How the record on disk keeps up with a run without creating a file per

@@ -157,6 +157,19 @@ impl Backend for EmbeddedBackend {
         "embedded"
     }
 
+    fn identify<'a>(&'a self, model: &'a ModelSpec) -> BoxFuture<'a, Option<String>> {
+        let name = model.name.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let resolved = models::resolve(&name).ok()?;
+                gguf_sha256(&resolved.path).map(|sha| format!("sha256:{sha}"))
+            })
+            .await
+            .ok()
+            .flatten()
+        })
+    }
+
     fn chat<'a>(
         &'a self,
         model: &'a ModelSpec,
@@ -174,6 +187,42 @@ impl Backend for EmbeddedBackend {
             .instrument(span),
         )
     }
+}
+
+/// The SHA-256 of a model file. Hashing a multi-gigabyte GGUF takes
+/// seconds, so the result is kept in the user's cache directory under a key
+/// of the file's path, size and modification time, and computed again only
+/// when one of them changes.
+fn gguf_sha256(path: &std::path::Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let key = crate::record::provenance::sha256(
+        format!("{}\0{}\0{modified}", path.display(), meta.len()).as_bytes(),
+    );
+    let cache = dirs::cache_dir().map(|d| d.join("chimera").join("model-sha256").join(&key));
+    if let Some(sha) = cache
+        .as_ref()
+        .and_then(|c| std::fs::read_to_string(c).ok())
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Some(sha);
+    }
+    let sha = crate::record::provenance::sha256_file(&path).ok()?;
+    if let Some(cache) = cache {
+        // A cache that cannot be written only costs the next run a rehash.
+        let _ = cache
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::write(&cache, &sha));
+    }
+    Some(sha)
 }
 
 /// Copies a generation's stats into the record.

@@ -130,7 +130,20 @@ pub struct CallRecord {
     /// call was retried (see [`retry`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempt_errors: Vec<String>,
+    /// The fields above that Chimera estimated because the server did not
+    /// report them (an OpenAI-compatible server that streams no usage:
+    /// `eval_count` is the number of streamed chunks, and `tokens_per_second`
+    /// follows from it). Reports label these figures as estimates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimated: Vec<String>,
+    /// The model as the server named it in its answer (an OpenAI-compatible
+    /// server's `model`), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
 }
+
+/// How an estimated count was made, for [`CallRecord::estimated`] readers.
+pub const ESTIMATED_FROM_CHUNKS: &str = "streamed chunks counted as tokens";
 
 /// Why a call failed, for code that reacts to the kind (retries, exit codes,
 /// metrics). The message a person reads is [`LlmError`]'s `Display`.
@@ -216,28 +229,22 @@ impl LlmError {
     }
 }
 
-/// Whether the prompt probably did not fit the context window.
+/// Whether the server's own count shows the prompt filled the context window.
 ///
-/// Servers may truncate an overlong prompt silently (Ollama does), so this is
-/// a heuristic, only applied when `num_ctx` is declared: the server evaluated
-/// at least `num_ctx` prompt tokens, or the prompt is longer than `num_ctx`
-/// tokens by the rough rule of 4 bytes per token (close for English text with
-/// common tokenizers; the server's count can be lower than the real prompt
-/// when it reuses a cached prefix, which is why the estimate is checked too).
+/// Servers may truncate an overlong prompt silently (Ollama does). The flag
+/// is raised only on evidence: `num_ctx` is declared and the server reported
+/// evaluating at least that many prompt tokens. Without a reported count
+/// nothing is claimed (a guess from the prompt's length once warned about
+/// prompts that fitted).
 pub(crate) fn prompt_truncated(
     options: &IndexMap<String, Value>,
-    messages: &[Message],
     prompt_eval_count: Option<u64>,
 ) -> bool {
-    let Some(num_ctx) = options.get("num_ctx").and_then(|v| {
+    let num_ctx = options.get("num_ctx").and_then(|v| {
         v.as_u64()
             .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-    }) else {
-        return false;
-    };
-    let prompt_bytes: usize = messages.iter().map(|m| m.content.len()).sum();
-    let estimate = (prompt_bytes / 4) as u64;
-    prompt_eval_count.is_some_and(|n| n >= num_ctx) || estimate > num_ctx
+    });
+    matches!((num_ctx, prompt_eval_count), (Some(ctx), Some(n)) if n >= ctx)
 }
 
 /// A server (or library) that completes chats.
@@ -257,6 +264,14 @@ pub trait Backend: Send + Sync {
         messages: &'a [Message],
         on_token: &'a (dyn Fn(&str) + Send + Sync),
     ) -> BoxFuture<'a, Result<CallRecord, LlmError>>;
+
+    /// The model's identity beyond its name, for the run record: the digest
+    /// Ollama lists for it, the SHA-256 of an embedded GGUF file, the id an
+    /// OpenAI-compatible server lists. `None` when the backend has none or
+    /// the server does not say.
+    fn identify<'a>(&'a self, _model: &'a ModelSpec) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Logs how a call ended, inside its `llm_call` span (every backend's last step).
@@ -280,17 +295,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn truncation_is_only_suspected_when_num_ctx_is_declared() {
-        let long = [Message::new("user", "x".repeat(10_000))];
+    fn truncation_is_claimed_only_on_the_servers_count() {
         let none: IndexMap<String, Value> = IndexMap::new();
-        assert!(!prompt_truncated(&none, &long, Some(100_000)));
+        assert!(!prompt_truncated(&none, Some(100_000)));
 
         let ctx: IndexMap<String, Value> =
             [("num_ctx".to_owned(), json!(512))].into_iter().collect();
-        // 10 000 bytes ≈ 2 500 tokens > 512.
-        assert!(prompt_truncated(&ctx, &long, None));
-        let short = [Message::new("user", "x".repeat(400))];
-        assert!(!prompt_truncated(&ctx, &short, Some(100)));
-        assert!(prompt_truncated(&ctx, &short, Some(512)));
+        // No count from the server: no evidence, however long the prompt.
+        assert!(!prompt_truncated(&ctx, None));
+        assert!(!prompt_truncated(&ctx, Some(100)));
+        assert!(prompt_truncated(&ctx, Some(512)));
     }
 }

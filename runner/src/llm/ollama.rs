@@ -1,5 +1,5 @@
 //! The Ollama backend: native `POST /api/chat` with NDJSON streaming
-//! (shared/reference/ollama-api.md).
+//! (Ollama's API reference: <https://github.com/ollama/ollama/blob/main/docs/api.md>).
 
 mod host;
 
@@ -49,6 +49,16 @@ impl OllamaBackend {
     /// # Errors
     /// A message naming the host when it cannot be reached or answers badly.
     pub async fn list_models(&self, host: Option<&str>) -> Result<Vec<String>, String> {
+        Ok(self
+            .tags(host)
+            .await?
+            .iter()
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// The models the server lists at `GET /api/tags`, as it describes them.
+    async fn tags(&self, host: Option<&str>) -> Result<Vec<Value>, String> {
         let host = resolve_ollama_host(host, std::env::var("OLLAMA_HOST").ok().as_deref());
         let client = self
             .clients
@@ -67,15 +77,7 @@ impl OllamaBackend {
                 source_text(&e)
             )
         })?;
-        Ok(answer["models"]
-            .as_array()
-            .map(|models| {
-                models
-                    .iter()
-                    .filter_map(|m| m["name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(answer["models"].as_array().cloned().unwrap_or_default())
     }
 
     async fn chat_stream(
@@ -134,13 +136,31 @@ impl OllamaBackend {
             };
             return Err(call.status_failed(status, &body));
         }
-        call.read_stream(response, messages, on_token).await
+        call.read_stream(response, on_token).await
     }
 }
 
 impl Backend for OllamaBackend {
     fn name(&self) -> &'static str {
         "ollama"
+    }
+
+    fn identify<'a>(&'a self, model: &'a ModelSpec) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            // Ollama names an untagged model `name:latest`.
+            let wanted = if model.name.contains(':') {
+                model.name.clone()
+            } else {
+                format!("{}:latest", model.name)
+            };
+            let tags = self.tags(model.host.as_deref()).await.ok()?;
+            tags.iter()
+                .find(|m| {
+                    m["name"].as_str() == Some(&wanted) || m["model"].as_str() == Some(&wanted)
+                })
+                .and_then(|m| m["digest"].as_str())
+                .map(|d| format!("digest:{d}"))
+        })
     }
 
     fn chat<'a>(
@@ -183,7 +203,6 @@ impl Call {
     async fn read_stream(
         mut self,
         response: reqwest::Response,
-        messages: &[Message],
         on_token: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<CallRecord, LlmError> {
         let mut stream = response.bytes_stream();
@@ -216,7 +235,7 @@ impl Call {
             };
             for value in values {
                 if self.take(value, on_token)? {
-                    return Ok(self.finish(messages));
+                    return Ok(self.finish());
                 }
             }
             if ended {
@@ -322,18 +341,15 @@ impl Call {
         call.fail(kind, message)
     }
 
-    fn finish(mut self, messages: &[Message]) -> CallRecord {
+    fn finish(mut self) -> CallRecord {
         self.record.wall_ms = ms(self.sent.elapsed());
-        self.record.prompt_truncated = prompt_truncated(
-            &self.record.options,
-            messages,
-            self.record.prompt_eval_count,
-        );
+        self.record.prompt_truncated =
+            prompt_truncated(&self.record.options, self.record.prompt_eval_count);
         if self.record.prompt_truncated {
             tracing::warn!(
                 model = %self.record.model,
                 prompt_eval_count = self.record.prompt_eval_count,
-                "the prompt probably did not fit `num_ctx`; the server may have truncated it"
+                "the server evaluated `num_ctx` prompt tokens or more; it has probably truncated the prompt"
             );
         }
         self.record

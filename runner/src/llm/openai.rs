@@ -174,6 +174,7 @@ impl OpenAiBackend {
             timeouts: self.timeouts,
             first_token: None,
             finished: false,
+            chunks: 0,
             timings: Timings::default(),
         };
         let ctx = call.ctx();
@@ -213,13 +214,32 @@ impl OpenAiBackend {
             let failed = failure::status_failed(&call.ctx(), status, &body, retry_after.as_deref());
             return Err(call.fail(failed));
         }
-        call.read_stream(response, model, messages, on_token).await
+        call.read_stream(response, model, on_token).await
     }
 }
 
 impl Backend for OpenAiBackend {
     fn name(&self) -> &'static str {
         "openai"
+    }
+
+    /// The id `GET /v1/models` gives the model: the requested name when the
+    /// server lists it, or the one model a single-model server (llama.cpp's,
+    /// llama-cpp-python's) serves whatever the request names.
+    fn identify<'a>(&'a self, model: &'a ModelSpec) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let ids = self
+                .list_models(model.host.as_deref(), model.api_key_env.as_deref())
+                .await
+                .ok()?;
+            match ids.as_slice() {
+                [only] => Some(format!("id:{only}")),
+                many => many
+                    .iter()
+                    .find(|id| **id == model.name)
+                    .map(|id| format!("id:{id}")),
+            }
+        })
     }
 
     fn chat<'a>(
@@ -313,6 +333,9 @@ struct Call {
     first_token: Option<Instant>,
     /// A choice carried a `finish_reason`.
     finished: bool,
+    /// Non-empty content chunks received (the estimate of `eval_count` when
+    /// the server counts nothing).
+    chunks: u64,
     /// The last `timings` seen (llama.cpp server).
     timings: Timings,
 }
@@ -345,7 +368,6 @@ impl Call {
         mut self,
         response: reqwest::Response,
         model: &ModelSpec,
-        messages: &[Message],
         on_token: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<CallRecord, LlmError> {
         let mut stream = response.bytes_stream();
@@ -375,17 +397,17 @@ impl Call {
                     return Err(self.fail((LlmErrorKind::IncompleteStream, msg)));
                 }
                 // After a `finish_reason`, only the usage and `[DONE]` were to come.
-                Some(Err(_)) => return Ok(self.finish(model, messages)),
+                Some(Err(_)) => return Ok(self.finish(model)),
                 None => decoder.finish(),
             };
             for event in events {
                 if let Step::Done = self.take(event, ended, on_token)? {
-                    return Ok(self.finish(model, messages));
+                    return Ok(self.finish(model));
                 }
             }
             if ended {
                 if self.finished {
-                    return Ok(self.finish(model, messages));
+                    return Ok(self.finish(model));
                 }
                 let msg = format!(
                     "the stream from {} for model `{}` ended without a `finish_reason` or `data: [DONE]`; the partial response ({} characters) is kept; the server may have crashed or been stopped: see its log",
@@ -458,6 +480,13 @@ impl Call {
             );
             return Err(self.fail_take((LlmErrorKind::ErrorInStream, msg)));
         }
+        if let Some(id) = value
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+        {
+            self.record.model_id = Some(id.to_owned());
+        }
         let choices = value.get("choices").and_then(Value::as_array);
         let choice = choices.and_then(|c| {
             c.iter()
@@ -477,6 +506,7 @@ impl Call {
                     self.record.ttft_ms = Some(ms(now - self.sent));
                 }
                 self.record.text.push_str(content);
+                self.chunks += 1;
                 on_token(content);
             }
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -496,7 +526,7 @@ impl Call {
         Ok(Step::More)
     }
 
-    fn finish(mut self, model: &ModelSpec, messages: &[Message]) -> CallRecord {
+    fn finish(mut self, model: &ModelSpec) -> CallRecord {
         let end = Instant::now();
         let t = self.timings;
         let r = &mut self.record;
@@ -509,6 +539,14 @@ impl Call {
         r.total_duration_ms = Some(r.wall_ms);
         r.prompt_eval_count = r.prompt_eval_count.or(t.prompt_n);
         r.eval_count = r.eval_count.or(t.predicted_n);
+        if r.eval_count.is_none() && self.chunks > 0 {
+            // No usage chunk and no timings (llama-cpp-python's server, for
+            // one): each content chunk usually carries one token, so their
+            // number is an estimate, and says so. The prompt's count stays
+            // unknown.
+            r.eval_count = Some(self.chunks);
+            r.estimated.push("eval_count".into());
+        }
         r.prompt_eval_duration_ms = t.prompt_ms;
         r.eval_duration_ms = t
             .predicted_ms
@@ -521,13 +559,16 @@ impl Call {
                 _ => None,
             },
         };
+        if r.tokens_per_second.is_some() && r.estimated.iter().any(|f| f == "eval_count") {
+            r.estimated.push("tokens_per_second".into());
+        }
         // `num_ctx` is not sent, so the declared options are checked.
-        r.prompt_truncated = prompt_truncated(&model.options, messages, r.prompt_eval_count);
+        r.prompt_truncated = prompt_truncated(&model.options, r.prompt_eval_count);
         if r.prompt_truncated {
             tracing::warn!(
                 model = %r.model,
                 prompt_eval_count = r.prompt_eval_count,
-                "the prompt probably did not fit `num_ctx`; the server may have truncated it"
+                "the server evaluated `num_ctx` prompt tokens or more; it has probably truncated the prompt"
             );
         }
         self.record

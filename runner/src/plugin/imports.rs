@@ -15,8 +15,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 #[derive(Debug, Clone)]
 pub struct LlmReply {
     pub text: String,
-    pub eval_count: u32,
-    pub prompt_eval_count: u32,
+    /// `None` when the backend did not report it.
+    pub eval_count: Option<u32>,
+    /// `None` when the backend did not report it.
+    pub prompt_eval_count: Option<u32>,
 }
 
 /// Why the host could not generate for a plugin (becomes the WIT `llm-error`).
@@ -115,7 +117,14 @@ impl llm::Host for StageState {
         let messages = request
             .messages
             .into_iter()
-            .map(|m| (m.role, m.content))
+            .map(|m| {
+                let role = match m.role {
+                    llm::Role::System => "system",
+                    llm::Role::User => "user",
+                    llm::Role::Assistant => "assistant",
+                };
+                (role.to_owned(), m.content)
+            })
             .collect();
         let start = Instant::now();
         let reply = gateway.generate(messages).await;

@@ -159,6 +159,9 @@ pub struct PluginInfo {
     pub version: String,
     pub description: String,
     pub config_schema: Value,
+    /// The top-level variables its prompt and persona templates see (empty:
+    /// it renders none).
+    pub template_context: Vec<String>,
 }
 
 /// A component compiled and linked, ready to instantiate many times.
@@ -410,6 +413,20 @@ impl PluginHost {
     /// # Errors
     /// When the file cannot be read or is not a component of the stage world.
     pub async fn load(&self, source: &PluginSource) -> Result<Loaded, PluginError> {
+        self.load_as(source, true).await
+    }
+
+    /// [`load`](Self::load) for a look at the plugin before the run (its
+    /// `describe`): the first stage to load it still reports how it was
+    /// prepared (`compiled` or `cache`), not `memory`.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub async fn load_to_inspect(&self, source: &PluginSource) -> Result<Loaded, PluginError> {
+        self.load_as(source, false).await
+    }
+
+    async fn load_as(&self, source: &PluginSource, claim: bool) -> Result<Loaded, PluginError> {
         let start = Instant::now();
         let (key, bytes) = self.key_of(source)?;
         let slot = self.slot(key);
@@ -422,7 +439,7 @@ impl PluginHost {
                 name: source.name().to_owned(),
                 reason,
             })?;
-        let kind = if slot.claimed.swap(true, Ordering::AcqRel) {
+        let kind = if claim && slot.claimed.swap(true, Ordering::AcqRel) {
             LoadKind::Memory
         } else {
             kind
@@ -529,6 +546,7 @@ impl PluginHost {
             description: info.description,
             config_schema: serde_json::from_str(&info.config_schema)
                 .map_err(|e| fail(format!("config schema is not JSON: {e}")))?,
+            template_context: info.template_context,
         })
     }
 

@@ -46,6 +46,18 @@ impl PluginSource {
         }
     }
 
+    /// The SHA-256 of the component's bytes, in hex (computed at build time
+    /// for built-ins).
+    ///
+    /// # Errors
+    /// When a plugin file cannot be read.
+    pub fn sha256_hex(&self) -> std::io::Result<String> {
+        match self {
+            Self::Builtin(b) => Ok(b.sha256.to_owned()),
+            Self::File { path, .. } => crate::record::provenance::sha256_file(path),
+        }
+    }
+
     /// The hash computed at build time, for built-ins.
     pub(super) fn sha256(&self) -> Option<[u8; 32]> {
         match self {

@@ -2,6 +2,7 @@
 //! (versioned) and each stage's output, written atomically so an interrupted
 //! or failed run still leaves a readable record of what completed.
 
+pub mod provenance;
 pub mod report;
 
 use crate::plugin::{LoadKind, StageFailure};
@@ -99,6 +100,8 @@ pub struct RunMetrics {
     pub reports: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub report_errors: Vec<String>,
+    /// What produced the run.
+    pub provenance: provenance::Provenance,
 }
 
 /// A run directory.

@@ -3,6 +3,7 @@
 
 use super::{StageMetrics, StageStatus};
 use crate::engine::CallEntry;
+use crate::llm::CallRecord;
 use crate::workflow::{Agent, ModelSpec};
 use serde_json::{Map, Value, json};
 
@@ -42,34 +43,68 @@ pub fn configuration_line(model: Option<&ModelSpec>) -> String {
     parts.join(", ")
 }
 
-/// Sums and ratios over an agent's LLM calls, as the Metrics section shows them.
+/// Totals and ratios over an agent's successful LLM calls, as the Metrics
+/// section shows them.
+///
+/// A total is given only when every successful call reported the figure (a
+/// sum over some of them would read as the whole); otherwise it is `null`,
+/// which reports print as `n/a`. `estimated` lists the figures built from a
+/// call's estimate (see [`CallRecord::estimated`]).
 pub fn aggregate(calls: &[&CallEntry]) -> Value {
-    let sum = |f: fn(&CallEntry) -> Option<f64>| {
-        let values: Vec<f64> = calls.iter().filter_map(|c| f(c)).collect();
-        (!values.is_empty()).then(|| values.iter().sum::<f64>())
+    let ok: Vec<&CallRecord> = calls
+        .iter()
+        .map(|c| &c.record)
+        .filter(|r| r.error.is_none())
+        .collect();
+    let total = |f: fn(&CallRecord) -> Option<f64>| -> Option<f64> {
+        if ok.is_empty() {
+            return None;
+        }
+        ok.iter().map(|r| f(r)).sum()
     };
+    let count = |f: fn(&CallRecord) -> Option<u64>| -> Option<u64> {
+        if ok.is_empty() {
+            return None;
+        }
+        ok.iter().map(|r| f(r)).sum()
+    };
+    let eval_count = count(|r| r.eval_count);
+    let eval_ms = total(|r| r.eval_duration_ms);
     #[allow(clippy::cast_precision_loss)]
-    let count = |f: fn(&CallEntry) -> Option<u64>| calls.iter().filter_map(|c| f(c)).sum::<u64>();
-    let eval_count = count(|c| c.record.eval_count);
-    let eval_ms = sum(|c| c.record.eval_duration_ms);
-    let ttfts: Vec<f64> = calls.iter().filter_map(|c| c.record.ttft_ms).collect();
-    #[allow(clippy::cast_precision_loss)]
-    let throughput = eval_ms
-        .filter(|ms| *ms > 0.0)
-        .map(|ms| eval_count as f64 / (ms / 1000.0));
+    let throughput = match (eval_count, eval_ms) {
+        (Some(n), Some(ms)) if ms > 0.0 => Some(n as f64 / (ms / 1000.0)),
+        _ => None,
+    };
+    let ttfts: Vec<f64> = ok.iter().filter_map(|r| r.ttft_ms).collect();
     #[allow(clippy::cast_precision_loss)]
     let ttft = (!ttfts.is_empty()).then(|| ttfts.iter().sum::<f64>() / ttfts.len() as f64);
+    let estimated_count = ok
+        .iter()
+        .any(|r| r.estimated.iter().any(|f| f == "eval_count"));
+    let estimated: Vec<&str> = if estimated_count {
+        [
+            ("eval_count", eval_count.is_some()),
+            ("throughput", throughput.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, present)| present.then_some(field))
+        .collect()
+    } else {
+        Vec::new()
+    };
     json!({
         "calls": calls.len(),
+        "failed_calls": calls.len() - ok.len(),
         "throughput": throughput,
         "ttft_ms": ttft,
-        "total_duration_ms": sum(|c| c.record.total_duration_ms),
+        "total_duration_ms": total(|r| r.total_duration_ms),
         "eval_count": eval_count,
-        "prompt_eval_count": count(|c| c.record.prompt_eval_count),
-        "prompt_eval_duration_ms": sum(|c| c.record.prompt_eval_duration_ms),
+        "prompt_eval_count": count(|r| r.prompt_eval_count),
+        "prompt_eval_duration_ms": total(|r| r.prompt_eval_duration_ms),
         "eval_duration_ms": eval_ms,
-        "load_duration_ms": sum(|c| c.record.load_duration_ms),
-        "wall_ms": sum(|c| Some(c.record.wall_ms)),
+        "load_duration_ms": total(|r| r.load_duration_ms),
+        "wall_ms": total(|r| Some(r.wall_ms)),
+        "estimated": estimated,
     })
 }
 
@@ -83,6 +118,30 @@ fn find<'a>(
         .values()
         .find_map(|o| o.get(key).filter(|v| pred(v)))
 }
+
+/// The top-level variables of the report template's context ([`context`]
+/// builds exactly these; a test keeps the two together).
+pub const CONTEXT: &[&str] = &[
+    "workflow",
+    "agent",
+    "title",
+    "date",
+    "model",
+    "configuration",
+    "body",
+    "files_analyzed",
+    "data_summary",
+    "execution",
+    "metrics",
+    "calls",
+    "key_findings",
+    "recommendations",
+    "persona_prompt",
+    "stages",
+    "outputs",
+    "status",
+    "failures",
+];
 
 /// Everything the report template sees.
 pub fn context(
@@ -133,9 +192,40 @@ pub fn context(
 
 #[cfg(test)]
 mod tests {
-    use super::configuration_line;
-    use crate::workflow::{BackendKind, ModelSpec};
+    use super::{CONTEXT, configuration_line, context};
+    use crate::workflow::{Agent, BackendKind, ModelSpec};
     use serde_json::json;
+
+    #[test]
+    fn the_declared_report_context_is_the_one_built() {
+        let agent = Agent {
+            id: "a".into(),
+            title: "A".into(),
+            description: None,
+            report: None,
+            persona: None,
+            stages: Vec::new(),
+        };
+        let built = context(
+            "w",
+            &agent,
+            jiff::Timestamp::UNIX_EPOCH,
+            0.0,
+            &[],
+            &serde_json::Map::new(),
+            &[],
+        );
+        let mut names: Vec<&str> = built
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut declared = CONTEXT.to_vec();
+        names.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(names, declared);
+    }
 
     #[test]
     fn configuration_line_has_the_seed_form() {

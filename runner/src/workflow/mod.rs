@@ -3,6 +3,7 @@
 //! says what was expected and, for a typo, the nearest valid name.
 
 mod diagnostic;
+pub mod node;
 pub mod options;
 pub mod overrides;
 mod schema;
@@ -84,6 +85,8 @@ pub struct Stage {
     pub plugin: Located<String>,
     /// `with:` as JSON (an object).
     pub config: Value,
+    /// Where each part of `with:` was written.
+    pub config_positions: node::Positions,
     /// Prompt template name.
     pub prompt: Option<Located<String>>,
     /// The effective model: stage over agent over workflow.

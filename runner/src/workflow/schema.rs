@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
+use super::node::Node;
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,9 +53,10 @@ pub struct RawAgent {
 pub struct RawStage {
     pub id: Spanned<String>,
     pub plugin: Spanned<String>,
-    /// The plugin's configuration.
+    /// The plugin's configuration, checked against the plugin's schema once
+    /// the plugin has described itself (so its parts keep their positions).
     #[serde(default, rename = "with")]
-    pub with: Option<Spanned<Value>>,
+    pub with: Option<Spanned<Node>>,
     /// Prompt template name.
     #[serde(default)]
     pub prompt: Option<Spanned<String>>,

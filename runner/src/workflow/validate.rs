@@ -1,6 +1,7 @@
 //! From raw YAML to the checked model: parse errors with positions, then the
 //! checks serde cannot express (ids, versions, options, durations, grants).
 
+use super::node::Node;
 use super::schema::{RawAgent, RawModel, RawStage, RawWorkflow};
 use super::{
     Agent, BackendKind, DEFAULT_MAX_LLM_CALLS, DEFAULT_MEMORY, DEFAULT_TIMEOUT,
@@ -8,7 +9,7 @@ use super::{
 };
 use serde_json::Value;
 use serde_saphyr::Spanned;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 fn pos<T>(s: &Spanned<T>) -> Pos {
@@ -29,7 +30,7 @@ pub fn parse(source: &str) -> Result<RawWorkflow, Vec<Diagnostic>> {
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
     if blank {
         return Err(vec![
-            Diagnostic::new("the workflow file is empty", Pos { line: 1, column: 1 })
+            Diagnostic::new("the workflow file is empty", Pos::at(1, 1))
                 .help("a workflow starts with `version: 1`, a `name:` and a list of `agents:`; see workflows/chimera-agent-a.yaml"),
         ]);
     }
@@ -82,22 +83,81 @@ fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
         ));
     }
     if text.starts_with("budget breached") {
-        return Diagnostic::new(format!("the workflow is too large to read ({text})"), pos)
+        let nodes: String = text.chars().filter(char::is_ascii_digit).collect();
+        let size = nodes.parse::<u64>().map_or_else(
+            |_| String::new(),
+            |n| format!(" (over {})", n.saturating_sub(1)),
+        );
+        return Diagnostic::new(format!("the workflow expands into too many YAML nodes{size}"), pos)
             .help("anchors and aliases (`&a`, `*a`) here expand into too many nodes; write the values out, or use fewer aliases");
+    }
+    if let Some(key) = text
+        .strip_prefix("duplicate mapping key: ")
+        .and_then(|r| r.split(',').next())
+    {
+        return Diagnostic::new(
+            format!("the key `{key}` appears twice in this mapping"),
+            pos,
+        )
+        .help("keep one of the two; a later one would silently replace the first");
     }
     if text.starts_with("multiple YAML documents") {
         return Diagnostic::new("the file holds more than one YAML document", pos)
             .help("a workflow is one document: remove the `---` line and what follows, or split it into two files");
     }
-    let help = match text.as_str() {
-        "expected sequence start" => Some("this key takes a list: `- item` lines, or `[a, b]`"),
-        "expected mapping start" => Some("this takes a mapping: indented `key: value` lines"),
-        "expected string scalar" => {
-            Some("this key takes one text value (`key: value`), not a list or a mapping")
+    // The parser's words, in terms of what to change.
+    let (message, help) = match text.as_str() {
+        "expected sequence start" => (
+            "this must be a list",
+            Some("write `- item` lines, or `[a, b]`"),
+        ),
+        "expected mapping start" => (
+            "this must be a mapping",
+            Some("write indented `key: value` lines, or `{key: value}`"),
+        ),
+        "expected string scalar" => (
+            "this must be one text value",
+            Some("write `key: value`, not a list or a mapping"),
+        ),
+        t if t.starts_with("invalid i64")
+            || t.starts_with("invalid u64")
+            || t.starts_with("invalid u32") =>
+        {
+            (
+                "this must be a whole number",
+                Some("write digits without quotes, e.g. `1`"),
+            )
         }
-        _ => None,
+        t if t.starts_with("invalid f64") => (
+            "this must be a number",
+            Some("write digits without quotes, e.g. `0.8`"),
+        ),
+        t if t.starts_with("invalid bool") => ("this must be `true` or `false`", None),
+        "while scanning a plain scalar, found a tab"
+        | "found a tab character that violates indentation" => (
+            "a tab character here",
+            Some("YAML indents with spaces only; replace the tab with spaces"),
+        ),
+        "while parsing a block mapping, did not find expected key" => (
+            "this line's indentation does not match the keys around it",
+            Some("line it up with the other keys of the same mapping (spaces only)"),
+        ),
+        "mapping values are not allowed in this context" => (
+            "a `:` where no key can start",
+            Some("quote a value that contains `: ` (`\"a: b\"`), or fix the indentation"),
+        ),
+        "illegal placement of ':' indicator" => (
+            "a `:` where no key can start",
+            Some(
+                "an unclosed `[` or `{` above may be swallowing this line; close it, or quote the value",
+            ),
+        ),
+        _ => ("", None),
     };
-    Diagnostic::new(lowercase_first(&text), pos).help_opt(help.map(str::to_owned))
+    if message.is_empty() {
+        return Diagnostic::new(lowercase_first(&text), pos);
+    }
+    Diagnostic::new(message, pos).help_opt(help.map(str::to_owned))
 }
 
 fn lowercase_first(s: &str) -> String {
@@ -126,16 +186,17 @@ pub fn check(raw: RawWorkflow) -> Result<(String, Option<String>, Vec<Agent>), V
                 .help("add at least one agent with `id:` and `stages:`"),
         );
     }
-    let mut agent_ids = HashSet::new();
+    let mut agent_ids: HashMap<&str, Pos> = HashMap::new();
     let mut agents = Vec::new();
     for agent in &raw.agents.value {
         check_id("agent id", &agent.id, &mut errors);
-        if !agent_ids.insert(agent.id.value.clone()) {
+        if let Some(first) = first_seen(&mut agent_ids, &agent.id) {
             errors.push(
                 Diagnostic::new(
                     format!("duplicate agent id `{}`", agent.id.value),
                     pos(&agent.id),
                 )
+                .note(first, "first defined here")
                 .help("agent ids must be unique in a workflow"),
             );
         }
@@ -146,6 +207,17 @@ pub fn check(raw: RawWorkflow) -> Result<(String, Option<String>, Vec<Agent>), V
     } else {
         errors.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
         Err(errors)
+    }
+}
+
+/// Where `id` was seen first, if it was; records it otherwise.
+fn first_seen<'a>(seen: &mut HashMap<&'a str, Pos>, id: &'a Spanned<String>) -> Option<Pos> {
+    match seen.entry(&id.value) {
+        std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(pos(id));
+            None
+        }
     }
 }
 
@@ -185,16 +257,17 @@ fn check_agent(
             .help("add stages, e.g. `- id: ingest` with `plugin: ingest`"),
         );
     }
-    let mut stage_ids = HashSet::new();
+    let mut stage_ids: HashMap<&str, Pos> = HashMap::new();
     let stages = agent
         .stages
         .value
         .iter()
         .map(|stage| {
             check_id("stage id", &stage.id, errors);
-            if !stage_ids.insert(stage.id.value.clone()) {
+            if let Some(first) = first_seen(&mut stage_ids, &stage.id) {
                 errors.push(
                     Diagnostic::new(format!("duplicate stage id `{}` in agent `{}`", stage.id.value, agent.id.value), pos(&stage.id))
+                        .note(first, "first defined here")
                         .help("stage ids must be unique within an agent; later stages read earlier outputs by id"),
                 );
             }
@@ -219,18 +292,18 @@ fn check_agent(
 }
 
 fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diagnostic>) -> Stage {
-    let config = match &stage.with {
-        None => Value::Object(serde_json::Map::new()),
-        Some(w) if w.value.is_object() => w.value.clone(),
-        Some(w) if w.value.is_null() => Value::Object(serde_json::Map::new()),
-        Some(w) => {
+    let (config, config_positions) = stage.with.as_ref().map(Node::to_json).unwrap_or_default();
+    let config = match config {
+        Value::Object(_) => config,
+        Value::Null => Value::Object(serde_json::Map::new()),
+        _ => {
             errors.push(
                 Diagnostic::new(
                     format!(
                         "`with:` of stage `{}` must be a mapping of settings",
                         stage.id.value
                     ),
-                    pos(w),
+                    config_positions.value(""),
                 )
                 .help("write `with:` followed by indented `key: value` lines"),
             );
@@ -325,6 +398,7 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
         id: stage.id.value.clone(),
         plugin: located(&stage.plugin),
         config,
+        config_positions,
         prompt: stage.prompt.as_ref().map(located),
         model,
         timeout,

@@ -1,0 +1,226 @@
+//! `chimera plugins` and `chimera models`: what Chimera can find.
+
+use super::host;
+use crate::llm::Timeouts;
+use crate::plugin::Resolver;
+use crate::template::Templates;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(super) async fn plugins(workflow: Option<PathBuf>, json: bool) -> Result<(), u8> {
+    let dir = workflow.as_deref().map(|w| {
+        w.parent()
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+    });
+    let resolver = Resolver::for_workflow(dir.as_deref());
+    let host = host()?;
+    let mut rows = Vec::new();
+    let mut broken = false;
+    for source in resolver.available() {
+        let info = match host.load(&source).await {
+            Ok(loaded) => host.describe(&loaded.prepared).await,
+            Err(e) => Err(e),
+        };
+        match info {
+            Ok(info) => rows.push(serde_json::json!({
+                "name": source.name(), "version": info.version, "origin": source.origin(),
+                "description": info.description, "config_schema": info.config_schema,
+            })),
+            Err(e) => {
+                broken = true;
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else {
+        let width = |key: &str| {
+            rows.iter()
+                .map(|r| r[key].as_str().unwrap_or("").len())
+                .max()
+                .unwrap_or(0)
+                .max(key.len())
+        };
+        let (wn, wv, wo) = (width("name"), width("version"), width("origin"));
+        println!(
+            "{:wn$}  {:wv$}  {:wo$}  DESCRIPTION",
+            "NAME", "VERSION", "ORIGIN"
+        );
+        for r in &rows {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            println!(
+                "{:wn$}  {:wv$}  {:wo$}  {}",
+                s("name"),
+                s("version"),
+                s("origin"),
+                s("description")
+            );
+        }
+    }
+    if broken { Err(1) } else { Ok(()) }
+}
+
+pub(super) async fn models(
+    ollama_host: Option<&str>,
+    openai_host: Option<&str>,
+    api_key_env: Option<&str>,
+    json: bool,
+) -> Result<(), u8> {
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(3),
+        read: Duration::from_secs(10),
+    };
+    let embedded = crate::llm::models::list().map_err(|e| e.to_string());
+    let ollama = crate::llm::OllamaBackend::new(timeouts)
+        .list_models(ollama_host)
+        .await;
+    let openai = crate::llm::OpenAiBackend::new(timeouts)
+        .list_models(openai_host, api_key_env)
+        .await
+        .map_err(|e| e.to_string());
+    if json {
+        let section = |r: Result<serde_json::Value, String>| match r {
+            Ok(v) => serde_json::json!({ "models": v }),
+            Err(e) => serde_json::json!({ "error": e }),
+        };
+        let embedded = embedded.map(|list| {
+            serde_json::Value::Array(
+                list.iter()
+                    .map(|m| serde_json::json!({"name": m.name, "path": m.path, "downloaded": m.present, "bytes": m.bytes, "license": m.license, "about": m.about}))
+                    .collect(),
+            )
+        });
+        let out = serde_json::json!({
+            "embedded": section(embedded),
+            "ollama": section(ollama.map(|v| v.into())),
+            "openai": section(openai.map(|v| v.into())),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    println!("embedded (in-process llama.cpp; `model: {{backend: embedded, name: …}}`):");
+    match &embedded {
+        Ok(list) => {
+            for m in list {
+                let state = if m.present {
+                    "downloaded".to_owned()
+                } else {
+                    format!("not downloaded: run `scripts/fetch-model {}`", m.name)
+                };
+                println!(
+                    "  {:<16} {state}  {}",
+                    m.name,
+                    m.about.as_deref().unwrap_or("")
+                );
+            }
+            println!("  (or any GGUF file path, or an Ollama `name:tag` pulled on this machine)");
+        }
+        Err(e) => println!("  error: {e}"),
+    }
+    for (title, result) in [
+        ("ollama (`backend: ollama`)", &ollama),
+        ("openai-compatible (`backend: openai`)", &openai),
+    ] {
+        println!("{title}:");
+        match result {
+            Ok(list) if list.is_empty() => println!("  (no models)"),
+            Ok(list) => list.iter().for_each(|m| println!("  {m}")),
+            Err(e) => println!("  unavailable: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// `chimera templates`: every template a workflow can see, where each
+/// resolves from, and which same-named files it shadows.
+pub(super) fn templates(workflow: Option<&std::path::Path>, json: bool) -> Result<(), u8> {
+    let dir = workflow.map_or_else(
+        || PathBuf::from("."),
+        |w| {
+            w.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+        },
+    );
+    let templates = Templates::new(Templates::search_path_for(&dir));
+    let mut names = std::collections::BTreeSet::new();
+    for root in templates.search_path() {
+        collect(root, root, &mut names);
+    }
+    let rows: Vec<serde_json::Value> = names
+        .iter()
+        .filter_map(|name| {
+            let mut found = templates.candidates(name).into_iter();
+            let winner = found.next()?;
+            Some(serde_json::json!({
+                "name": name,
+                "file": winner.file,
+                "from": winner.root,
+                "sha256": winner.sha256,
+                "shadows": found.map(|s| s.file).collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    if json {
+        let out = serde_json::json!({ "search_path": templates.search_path(), "templates": rows });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    println!("search path (first match wins):");
+    for (i, root) in templates.search_path().iter().enumerate() {
+        let state = if root.is_dir() { "" } else { "  (absent)" };
+        println!("  {}. {}{state}", i + 1, root.display());
+    }
+    if rows.is_empty() {
+        println!("no templates found");
+        return Ok(());
+    }
+    let width = rows
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or("").len())
+        .max()
+        .unwrap_or(0)
+        .max("NAME".len());
+    println!("{:width$}  FILE", "NAME");
+    for row in &rows {
+        println!(
+            "{:width$}  {}",
+            row["name"].as_str().unwrap_or(""),
+            row["file"].as_str().unwrap_or("")
+        );
+        for shadowed in row["shadows"].as_array().into_iter().flatten() {
+            println!(
+                "{:width$}    shadows {}",
+                "",
+                shadowed.as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every regular file under `dir`, as names relative to `root`.
+fn collect(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    names: &mut std::collections::BTreeSet<String>,
+) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            collect(root, &path, names);
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            names.insert(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! From a workflow path to a workflow checked whole, and what will produce
+//! its run (the record's provenance).
+
+use super::{RunArgs, fail};
+use crate::plugin::{PluginHost, Resolver};
+use crate::record::provenance::{Build, Machine, Provenance};
+use crate::template::Templates;
+use crate::workflow::{Overrides, Workflow, WorkflowError};
+use std::sync::Arc;
+
+/// A workflow with the command line's overrides, checked whole
+/// ([`crate::check`]), and the template environment it was checked with.
+/// The template and plugin search paths of a run (kept in its `run.json`,
+/// so `--resume` finds what the run began with).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct SearchPaths {
+    pub templates: Vec<std::path::PathBuf>,
+    pub plugins: Vec<std::path::PathBuf>,
+}
+
+pub(super) struct Checked {
+    pub workflow: Workflow,
+    pub templates: Arc<Templates>,
+    pub resolver: Resolver,
+    pub plugins: std::collections::HashMap<String, crate::check::CheckedPlugin>,
+}
+
+impl Checked {
+    /// What will produce the run, as its record keeps it.
+    pub fn provenance(&self) -> Result<Provenance, u8> {
+        use crate::record::provenance::{PluginComponent, StageModel, WorkflowFile, sha256_file};
+        let workflow_file =
+            std::path::absolute(&self.workflow.path).unwrap_or(self.workflow.path.clone());
+        let sha256 = sha256_file(&self.workflow.path).map_err(|e| {
+            fail(
+                2,
+                &format!(
+                    "error: cannot read workflow {}: {e}",
+                    self.workflow.path.display()
+                ),
+            )
+        })?;
+        let mut plugins: Vec<PluginComponent> = Vec::new();
+        for (_, stage) in self.workflow.stages() {
+            let reference = &stage.plugin.value;
+            if plugins.iter().any(|p| &p.reference == reference) {
+                continue;
+            }
+            if let Some(p) = self.plugins.get(reference) {
+                plugins.push(PluginComponent {
+                    reference: reference.clone(),
+                    name: p.info.name.clone(),
+                    version: p.info.version.clone(),
+                    origin: p.source.origin(),
+                    sha256: p.source.sha256_hex().map_err(|e| {
+                        fail(2, &format!("error: cannot read plugin `{reference}`: {e}"))
+                    })?,
+                });
+            }
+        }
+        let models = self
+            .workflow
+            .stages()
+            .filter_map(|(a, s)| {
+                s.model.as_ref().map(|m| StageModel {
+                    agent: a.id.clone(),
+                    stage: s.id.clone(),
+                    backend: m.backend.as_str().to_owned(),
+                    name: m.name.clone(),
+                    host: m.host.clone(),
+                    options: m.options.clone(),
+                    identity: None,
+                })
+            })
+            .collect();
+        Ok(Provenance {
+            workflow: WorkflowFile {
+                file: workflow_file,
+                sha256,
+            },
+            chimera: Build::default(),
+            machine: Machine::current(),
+            template_path: self.templates.search_path().to_vec(),
+            plugin_path: self.resolver.search_path.clone(),
+            templates: Vec::new(),
+            plugins,
+            models,
+        })
+    }
+}
+
+/// Loads a workflow, applies the command line's model overrides and checks
+/// everything knowable before the first model call.
+pub(super) async fn prepare(
+    path: &std::path::Path,
+    host: &PluginHost,
+    args: Option<&RunArgs>,
+    search: Option<&SearchPaths>,
+) -> Result<Checked, u8> {
+    let mut workflow = Workflow::load(path).map_err(|e| match e {
+        WorkflowError::Io { .. } => fail(2, &format!("error: {e}")),
+        WorkflowError::Invalid(errors) => fail(2, &errors.to_string()),
+    })?;
+    if let Some(args) = args {
+        let overrides = Overrides {
+            backend: args.backend.clone(),
+            model: args.model.clone(),
+            set: args.set.clone(),
+        };
+        workflow
+            .apply(&overrides)
+            .map_err(|e| fail(2, &format!("error: {e}")))?;
+    }
+    let (resolver, templates) = match search {
+        Some(paths) => (
+            Resolver {
+                search_path: paths.plugins.clone(),
+            },
+            Templates::new(paths.templates.clone()),
+        ),
+        None => (
+            Resolver::for_workflow(Some(&workflow.dir)),
+            Templates::new(Templates::search_path_for(&workflow.dir)),
+        ),
+    };
+    let templates = Arc::new(templates);
+    let plugins = crate::check::workflow(&workflow, &resolver, &templates, host)
+        .await
+        .map_err(|problems| fail(2, &workflow.errors(problems).to_string()))?;
+    Ok(Checked {
+        workflow,
+        templates,
+        resolver,
+        plugins,
+    })
+}

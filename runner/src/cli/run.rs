@@ -1,0 +1,369 @@
+//! `chimera run` (with `--resume`) and `chimera render`.
+
+use super::prepare::SearchPaths;
+use super::prepare::{Checked, prepare};
+use super::{RunArgs, fail, host, release_at_exit};
+use crate::engine::template_files;
+use crate::engine::{self, RunOptions};
+use crate::llm::Timeouts;
+use crate::progress::Progress;
+use crate::record::provenance::{Provenance, TemplateFile};
+use crate::record::{RunStatus, timing_table};
+use crate::template::Templates;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn backends(args: &RunArgs) -> engine::Backends {
+    engine::Backends::new(Timeouts {
+        connect: args.connect_timeout,
+        read: args.read_timeout,
+    })
+}
+
+fn engine_failure(e: &engine::EngineError) -> u8 {
+    let code = match e {
+        engine::EngineError::MissingInput(_) | engine::EngineError::Resume { .. } => 2,
+        engine::EngineError::Record { .. } => 1,
+    };
+    fail(code, &format!("error: {e}"))
+}
+
+/// How a run was asked for; `run.json` in the run directory, read by `--resume`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Invocation {
+    workflow: PathBuf,
+    input: PathBuf,
+    backend: Option<String>,
+    model: Option<String>,
+    set: Vec<String>,
+    /// The workflow file's hash when the run began.
+    #[serde(default)]
+    workflow_sha256: Option<String>,
+    /// The search paths the run used, so a resumed run uses the same ones.
+    #[serde(default)]
+    search: Option<SearchPaths>,
+    /// The templates the run was checked with, and their hashes.
+    #[serde(default)]
+    templates: Vec<TemplateFile>,
+}
+
+impl Invocation {
+    /// What changed since the run began: the workflow, or a template it was
+    /// checked with (changed, gone, or now found elsewhere on the search
+    /// path). The stages kept and the stages run again would come from
+    /// different sources.
+    fn changes(&self, now: &Provenance, templates: &Templates) -> Vec<String> {
+        let mut changes = Vec::new();
+        if let Some(before) = &self.workflow_sha256
+            && *before != now.workflow.sha256
+        {
+            changes.push(format!(
+                "the workflow {} changed (sha256 {} then, {} now)",
+                self.workflow.display(),
+                short(before),
+                short(&now.workflow.sha256)
+            ));
+        }
+        for before in &self.templates {
+            match templates.locate(&before.name) {
+                Some(t) if t.file == before.file && t.sha256 == before.sha256 => {}
+                Some(t) if t.file != before.file => changes.push(format!(
+                    "template `{}` now resolves to {} instead of {}",
+                    before.name,
+                    t.file.display(),
+                    before.file.display()
+                )),
+                Some(t) => changes.push(format!(
+                    "template `{}` ({}) changed (sha256 {} then, {} now)",
+                    before.name,
+                    t.file.display(),
+                    short(&before.sha256),
+                    short(&t.sha256)
+                )),
+                None => changes.push(format!(
+                    "template `{}` ({}) is gone",
+                    before.name,
+                    before.file.display()
+                )),
+            }
+        }
+        changes
+    }
+}
+
+/// Asks each backend who its models are (once per distinct model), for the
+/// record: an answer the server does not give stays `null`.
+async fn identify_models(
+    provenance: &mut Provenance,
+    backends: &engine::Backends,
+    workflow: &crate::workflow::Workflow,
+) {
+    let mut known: Vec<(crate::workflow::ModelSpec, Option<String>)> = Vec::new();
+    for (agent, stage) in workflow.stages() {
+        let Some(spec) = &stage.model else { continue };
+        let identity = match known
+            .iter()
+            .find(|(k, _)| k.backend == spec.backend && k.name == spec.name && k.host == spec.host)
+        {
+            Some((_, identity)) => identity.clone(),
+            None => {
+                let identity = backends.get(spec.backend).identify(spec).await;
+                known.push((spec.clone(), identity.clone()));
+                identity
+            }
+        };
+        if let Some(entry) = provenance
+            .models
+            .iter_mut()
+            .find(|m| m.agent == agent.id && m.stage == stage.id)
+        {
+            entry.identity = identity;
+        }
+    }
+}
+
+/// The first 12 hex digits of a hash, for messages.
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+pub(super) async fn run_workflow(
+    workflow: Option<PathBuf>,
+    mut args: RunArgs,
+    mut out: Option<PathBuf>,
+    json: bool,
+    quiet: bool,
+    resume: Option<PathBuf>,
+    force: bool,
+) -> Result<(), u8> {
+    let mut earlier_run = None;
+    let (path, resume) = match resume {
+        Some(dir) => {
+            let text = std::fs::read_to_string(dir.join("run.json")).map_err(|e| {
+                fail(2, &format!("error: cannot resume {}: no readable run.json ({e}); pass the directory of an earlier `chimera run`", dir.display()))
+            })?;
+            let invocation: Invocation = serde_json::from_str(&text).map_err(|e| {
+                fail(
+                    2,
+                    &format!(
+                        "error: cannot resume {}: run.json is not valid: {e}",
+                        dir.display()
+                    ),
+                )
+            })?;
+            let earlier = engine::Resume::load(&dir).map_err(|e| engine_failure(&e))?;
+            args.input = invocation.input.clone();
+            args.backend = invocation.backend.clone();
+            args.model = invocation.model.clone();
+            args.set = invocation.set.clone();
+            out = Some(dir.clone());
+            let path = invocation.workflow.clone();
+            earlier_run = Some((dir, invocation));
+            (path, Some(earlier))
+        }
+        None => (workflow.unwrap_or_default(), None),
+    };
+    let host = host()?;
+    let search = earlier_run.as_ref().and_then(|(_, i)| i.search.as_ref());
+    let checked = prepare(&path, &host, Some(&args), search).await?;
+    let mut provenance = checked.provenance()?;
+    let backends = backends(&args);
+    identify_models(&mut provenance, &backends, &checked.workflow).await;
+    if let Some((dir, before)) = &earlier_run {
+        let changes = before.changes(&provenance, &checked.templates);
+        if !changes.is_empty() && !force {
+            let list: Vec<String> = changes.iter().map(|c| format!("  - {c}")).collect();
+            return Err(fail(
+                2,
+                &format!(
+                    "error: cannot resume {}: since the run began\n{}\n  = help: restore what changed, start the workflow again without `--resume`, or add `--force` to resume with the changes",
+                    dir.display(),
+                    list.join("\n")
+                ),
+            ));
+        }
+        for change in &changes {
+            eprintln!("warning: resuming although {change}");
+        }
+    }
+    let Checked {
+        workflow,
+        templates,
+        ..
+    } = checked;
+    let (stop, interrupt) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "interrupted: stopping the current stage and writing the record (Ctrl-C again to quit now)"
+            );
+            let _ = stop.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let invocation = Invocation {
+        workflow: std::path::absolute(&path).unwrap_or(path.clone()),
+        input: std::path::absolute(&args.input).unwrap_or(args.input.clone()),
+        backend: args.backend.clone(),
+        model: args.model.clone(),
+        set: args.set.clone(),
+        workflow_sha256: Some(provenance.workflow.sha256.clone()),
+        search: Some(SearchPaths {
+            templates: provenance.template_path.clone(),
+            plugins: provenance.plugin_path.clone(),
+        }),
+        templates: template_files(&templates),
+    };
+    let options = RunOptions {
+        input: args.input.clone(),
+        out,
+        backends,
+        observer: Arc::new(Progress::new(quiet || json)),
+        stop_after: None,
+        interrupt: Some(interrupt),
+        resume,
+        invocation: serde_json::to_value(&invocation).unwrap_or_default(),
+        templates,
+        provenance,
+    };
+    let outcome = engine::run(&workflow, &host, &options)
+        .await
+        .map_err(|e| engine_failure(&e))?;
+    release_at_exit(host);
+    if json {
+        let summary = serde_json::json!({ "run_dir": outcome.dir, "metrics": outcome.metrics });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else {
+        print!("{}", timing_table(&outcome.metrics));
+        for report in &outcome.metrics.reports {
+            println!("report: {}", outcome.dir.join(report).display());
+        }
+        println!("run record: {}", outcome.dir.display());
+    }
+    for stage in outcome.metrics.stages.iter().filter(|s| s.error.is_some()) {
+        if let Some(error) = &stage.error {
+            eprintln!(
+                "error: stage `{}/{}` failed: {error}",
+                stage.agent, stage.stage
+            );
+        }
+    }
+    for error in &outcome.metrics.report_errors {
+        eprintln!("error: report of {error}");
+    }
+    match outcome.metrics.status {
+        RunStatus::Ok => Ok(()),
+        RunStatus::Failed => Err(1),
+        RunStatus::Interrupted => {
+            eprintln!(
+                "the run was interrupted; continue it with `chimera run --resume {}`",
+                outcome.dir.display()
+            );
+            Err(130)
+        }
+    }
+}
+
+pub(super) async fn render(
+    path: &std::path::Path,
+    stage: &str,
+    agent: Option<&str>,
+    args: &RunArgs,
+) -> Result<(), u8> {
+    let host = host()?;
+    let Checked {
+        workflow,
+        templates,
+        ..
+    } = prepare(path, &host, Some(args), None).await?;
+    let matches: Vec<_> = workflow
+        .stages()
+        .filter(|(a, s)| s.id == stage && agent.is_none_or(|id| a.id == id))
+        .map(|(a, _)| a.id.clone())
+        .collect();
+    let agent = match matches.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let ids: Vec<String> = workflow
+                .stages()
+                .map(|(a, s)| format!("`{}/{}`", a.id, s.id))
+                .collect();
+            return Err(fail(
+                2,
+                &format!(
+                    "error: no stage `{stage}` in `{}`; stages: {}",
+                    workflow.name,
+                    ids.join(", ")
+                ),
+            ));
+        }
+        _ => {
+            return Err(fail(
+                2,
+                &format!(
+                    "error: several agents have a stage `{stage}`; choose one with `--agent`: {}",
+                    matches.join(", ")
+                ),
+            ));
+        }
+    };
+    let scratch = tempfile::tempdir()
+        .map_err(|e| fail(1, &format!("error: cannot create a scratch directory: {e}")))?;
+    let dry: Arc<dyn crate::llm::Backend> = Arc::new(engine::DryRun);
+    let options = RunOptions {
+        input: args.input.clone(),
+        out: Some(scratch.path().to_path_buf()),
+        backends: engine::Backends::all(dry),
+        observer: Arc::new(engine::Silent),
+        stop_after: Some((agent.clone(), stage.to_owned())),
+        interrupt: None,
+        resume: None,
+        invocation: serde_json::Value::Null,
+        templates,
+        provenance: Provenance::default(),
+    };
+    let outcome = engine::run(&workflow, &host, &options)
+        .await
+        .map_err(|e| engine_failure(&e))?;
+    release_at_exit(host);
+    if let Some(failed) = outcome.metrics.stages.iter().find(|s| s.error.is_some()) {
+        let error = failed
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return Err(fail(
+            1,
+            &format!(
+                "error: stage `{}/{}` failed before its prompt was complete: {error}",
+                failed.agent, failed.stage
+            ),
+        ));
+    }
+    let calls: Vec<_> = outcome
+        .calls
+        .iter()
+        .filter(|c| c.agent == agent && c.stage == stage)
+        .collect();
+    if calls.is_empty() {
+        return Err(fail(
+            1,
+            &format!("error: stage `{agent}/{stage}` made no model call, so it has no prompt"),
+        ));
+    }
+    for (i, call) in calls.iter().enumerate() {
+        if calls.len() > 1 {
+            println!("=== call {} of {} ===", i + 1, calls.len());
+        }
+        for message in &call.messages {
+            println!("--- {} ---", message.role);
+            println!("{}", message.content.trim_end());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! What produced a run, kept in `metrics.json` so a record can say what ran:
+//! the workflow's hash, every template rendered (the file it resolved to, the
+//! search-path entry and its hash), every plugin (origin and component
+//! hash), each stage's effective model after every override, this chimera's
+//! version and commit, and the machine.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The `provenance` section of `metrics.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub workflow: WorkflowFile,
+    pub chimera: Build,
+    pub machine: Machine,
+    /// Where templates were looked for, in order (first match wins).
+    pub template_path: Vec<PathBuf>,
+    /// Where plugins were looked for by name, in order, before the built-ins.
+    pub plugin_path: Vec<PathBuf>,
+    /// Every template loaded (rendered, included, imported), in load order.
+    pub templates: Vec<TemplateFile>,
+    /// Every plugin the workflow uses.
+    pub plugins: Vec<PluginComponent>,
+    /// Each stage's model after the workflow's levels and every override.
+    pub models: Vec<StageModel>,
+}
+
+/// The workflow file and its hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowFile {
+    pub file: PathBuf,
+    pub sha256: String,
+}
+
+/// A template as it resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateFile {
+    /// The name the workflow or another template used.
+    pub name: String,
+    pub file: PathBuf,
+    /// The search-path entry it was found in.
+    pub root: PathBuf,
+    pub sha256: String,
+}
+
+/// A plugin as it was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginComponent {
+    /// The workflow's `plugin:` value.
+    pub reference: String,
+    /// What the plugin calls itself, and its version.
+    pub name: String,
+    pub version: String,
+    /// `built-in` or the component's path.
+    pub origin: String,
+    /// SHA-256 of the component's bytes.
+    pub sha256: String,
+}
+
+/// One stage's effective model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageModel {
+    pub agent: String,
+    pub stage: String,
+    pub backend: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub options: indexmap::IndexMap<String, Value>,
+    /// The model's identity beyond its name: `sha256:<hex>` of an embedded
+    /// GGUF, `digest:<hex>` as Ollama lists it, `id:<id>` as an
+    /// OpenAI-compatible server lists it; `null` when the server does not say.
+    pub identity: Option<String>,
+}
+
+/// The build of chimera that ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub version: String,
+    /// The commit HEAD was at when the binary was built (`unknown` outside git).
+    pub git_commit: String,
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            git_commit: env!("CHIMERA_GIT_COMMIT").to_owned(),
+        }
+    }
+}
+
+/// The machine a run ran on; a field it could not read is `null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu: Option<String>,
+    /// Cores this process could use.
+    pub cores: Option<usize>,
+    pub memory_bytes: Option<u64>,
+    pub os: Option<String>,
+    pub kernel: Option<String>,
+    pub arch: String,
+}
+
+impl Machine {
+    /// Reads the machine's description (Linux `/proc` and `/etc/os-release`;
+    /// elsewhere only what the standard library knows).
+    pub fn current() -> Self {
+        let read = |path: &str| std::fs::read_to_string(path).ok();
+        let field = |text: &str, key: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once([':', '='])?;
+                (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+            })
+        };
+        Self {
+            cpu: read("/proc/cpuinfo").and_then(|t| field(&t, "model name")),
+            cores: std::thread::available_parallelism().ok().map(usize::from),
+            memory_bytes: read("/proc/meminfo")
+                .and_then(|t| field(&t, "MemTotal"))
+                .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kib| kib * 1024),
+            os: read("/etc/os-release")
+                .and_then(|t| field(&t, "PRETTY_NAME"))
+                .or_else(|| Some(std::env::consts::OS.to_owned())),
+            kernel: read("/proc/sys/kernel/osrelease").map(|k| k.trim().to_owned()),
+            arch: std::env::consts::ARCH.to_owned(),
+        }
+    }
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The SHA-256 of a file's contents.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_is_described_from_what_the_system_reports() {
+        let m = Machine::current();
+        assert_eq!(m.arch, std::env::consts::ARCH);
+        assert!(m.cores.is_some_and(|c| c >= 1));
+        if cfg!(target_os = "linux") {
+            assert!(m.memory_bytes.is_some_and(|b| b > 1 << 20), "{m:?}");
+            assert!(m.kernel.is_some(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn hashes_are_sha256() {
+        assert_eq!(
+            sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
