@@ -16,6 +16,7 @@ pub mod record;
 pub mod template;
 pub mod workflow;
 
+mod digest;
 mod suggest;
 
 pub use engine::{RunOptions, RunOutcome};

@@ -10,7 +10,6 @@
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
-use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -297,7 +296,7 @@ fn load(search_path: &[PathBuf], name: &str) -> Option<(Resolved, String)> {
             return None;
         }
         let text = std::fs::read_to_string(&file).ok()?;
-        let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        let sha256 = crate::digest::sha256(text.as_bytes());
         let resolved = Resolved {
             name: name.to_owned(),
             file,

@@ -4,20 +4,13 @@
 use super::{RunArgs, fail};
 use crate::plugin::{PluginHost, Resolver};
 use crate::record::provenance::{Build, Machine, Provenance};
+use crate::record::resume::SearchPaths;
 use crate::template::Templates;
 use crate::workflow::{Overrides, Workflow, WorkflowError};
 use std::sync::Arc;
 
 /// A workflow with the command line's overrides, checked whole
 /// ([`crate::check`]), and the template environment it was checked with.
-/// The template and plugin search paths of a run (kept in its `run.json`,
-/// so `--resume` finds what the run began with).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) struct SearchPaths {
-    pub templates: Vec<std::path::PathBuf>,
-    pub plugins: Vec<std::path::PathBuf>,
-}
-
 pub(super) struct Checked {
     pub workflow: Workflow,
     pub templates: Arc<Templates>,
@@ -28,7 +21,8 @@ pub(super) struct Checked {
 impl Checked {
     /// What will produce the run, as its record keeps it.
     pub fn provenance(&self) -> Result<Provenance, u8> {
-        use crate::record::provenance::{PluginComponent, StageModel, WorkflowFile, sha256_file};
+        use crate::digest::sha256_file;
+        use crate::record::provenance::{PluginComponent, StageModel, WorkflowFile};
         let workflow_file =
             std::path::absolute(&self.workflow.path).unwrap_or(self.workflow.path.clone());
         let sha256 = sha256_file(&self.workflow.path).map_err(|e| {

@@ -1,15 +1,14 @@
 //! `chimera run` (with `--resume`) and `chimera render`.
 
-use super::prepare::SearchPaths;
 use super::prepare::{Checked, prepare};
 use super::{RunArgs, fail, host, release_at_exit};
-use crate::engine::template_files;
 use crate::engine::{self, RunOptions};
+use crate::engine::{template_file, template_files};
 use crate::llm::Timeouts;
 use crate::progress::Progress;
-use crate::record::provenance::{Provenance, TemplateFile};
+use crate::record::provenance::Provenance;
+use crate::record::resume::{Invocation, Resume, SearchPaths};
 use crate::record::{RunStatus, timing_table};
-use crate::template::Templates;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,73 +21,10 @@ fn backends(args: &RunArgs) -> engine::Backends {
 
 fn engine_failure(e: &engine::EngineError) -> u8 {
     let code = match e {
-        engine::EngineError::MissingInput(_) | engine::EngineError::Resume { .. } => 2,
+        engine::EngineError::MissingInput(_) => 2,
         engine::EngineError::Record { .. } => 1,
     };
     fail(code, &format!("error: {e}"))
-}
-
-/// How a run was asked for; `run.json` in the run directory, read by `--resume`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Invocation {
-    workflow: PathBuf,
-    input: PathBuf,
-    backend: Option<String>,
-    model: Option<String>,
-    set: Vec<String>,
-    /// The workflow file's hash when the run began.
-    #[serde(default)]
-    workflow_sha256: Option<String>,
-    /// The search paths the run used, so a resumed run uses the same ones.
-    #[serde(default)]
-    search: Option<SearchPaths>,
-    /// The templates the run was checked with, and their hashes.
-    #[serde(default)]
-    templates: Vec<TemplateFile>,
-}
-
-impl Invocation {
-    /// What changed since the run began: the workflow, or a template it was
-    /// checked with (changed, gone, or now found elsewhere on the search
-    /// path). The stages kept and the stages run again would come from
-    /// different sources.
-    fn changes(&self, now: &Provenance, templates: &Templates) -> Vec<String> {
-        let mut changes = Vec::new();
-        if let Some(before) = &self.workflow_sha256
-            && *before != now.workflow.sha256
-        {
-            changes.push(format!(
-                "the workflow {} changed (sha256 {} then, {} now)",
-                self.workflow.display(),
-                short(before),
-                short(&now.workflow.sha256)
-            ));
-        }
-        for before in &self.templates {
-            match templates.locate(&before.name) {
-                Some(t) if t.file == before.file && t.sha256 == before.sha256 => {}
-                Some(t) if t.file != before.file => changes.push(format!(
-                    "template `{}` now resolves to {} instead of {}",
-                    before.name,
-                    t.file.display(),
-                    before.file.display()
-                )),
-                Some(t) => changes.push(format!(
-                    "template `{}` ({}) changed (sha256 {} then, {} now)",
-                    before.name,
-                    t.file.display(),
-                    short(&before.sha256),
-                    short(&t.sha256)
-                )),
-                None => changes.push(format!(
-                    "template `{}` ({}) is gone",
-                    before.name,
-                    before.file.display()
-                )),
-            }
-        }
-        changes
-    }
 }
 
 /// Asks each backend who its models are (once per distinct model), for the
@@ -122,11 +58,6 @@ async fn identify_models(
     }
 }
 
-/// The first 12 hex digits of a hash, for messages.
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
-}
-
 pub(super) async fn run_workflow(
     workflow: Option<PathBuf>,
     mut args: RunArgs,
@@ -151,7 +82,7 @@ pub(super) async fn run_workflow(
                     ),
                 )
             })?;
-            let earlier = engine::Resume::load(&dir).map_err(|e| engine_failure(&e))?;
+            let earlier = Resume::load(&dir).map_err(|e| fail(2, &format!("error: {e}")))?;
             args.input = invocation.input.clone();
             args.backend = invocation.backend.clone();
             args.model = invocation.model.clone();
@@ -170,7 +101,9 @@ pub(super) async fn run_workflow(
     let backends = backends(&args);
     identify_models(&mut provenance, &backends, &checked.workflow).await;
     if let Some((dir, before)) = &earlier_run {
-        let changes = before.changes(&provenance, &checked.templates);
+        let changes = before.changes(&provenance, |name| {
+            checked.templates.locate(name).map(template_file)
+        });
         if !changes.is_empty() && !force {
             let list: Vec<String> = changes.iter().map(|c| format!("  - {c}")).collect();
             return Err(fail(

@@ -2,46 +2,12 @@
 //! stage's model, measures and logs every call, and reports progress.
 
 use super::Observer;
-use crate::llm::{Backend, CallRecord, Message, RetryPolicy, chat_with_retry};
+use crate::llm::{Backend, Message, RetryPolicy, chat_with_retry};
 use crate::plugin::{BoxFuture, GatewayError, LlmGateway, LlmReply};
+use crate::record::calls::{CallEntry, CallLog};
 use crate::workflow::ModelSpec;
-use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
-
-/// One LLM call as `calls.jsonl` keeps it: who made it, what was sent, what came back.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct CallEntry {
-    pub agent: String,
-    pub stage: String,
-    pub messages: Vec<Message>,
-    #[serde(flatten)]
-    pub record: CallRecord,
-}
-
-/// Every call of a run, in order.
-#[derive(Debug, Default)]
-pub struct CallLog {
-    entries: Mutex<Vec<CallEntry>>,
-}
-
-impl CallLog {
-    /// A log that starts with `entries` (a resumed run's earlier calls).
-    pub fn with(entries: Vec<CallEntry>) -> Self {
-        Self {
-            entries: Mutex::new(entries),
-        }
-    }
-
-    fn push(&self, entry: CallEntry) {
-        self.entries.lock().expect("call log poisoned").push(entry);
-    }
-
-    /// A copy of the entries so far.
-    pub fn entries(&self) -> Vec<CallEntry> {
-        self.entries.lock().expect("call log poisoned").clone()
-    }
-}
 
 /// What a stage's model calls go through.
 pub struct StageGateway {

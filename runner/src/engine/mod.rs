@@ -4,24 +4,26 @@
 
 mod dry_run;
 mod gateway;
+mod grants;
 
 pub use dry_run::DryRun;
 
-pub use gateway::{CallEntry, CallLog};
-
 use crate::llm::{Backend, CallRecord};
 use crate::plugin::{
-    Grant, LlmGateway, PluginHost, PluginSource, Resolver, StageFailure, StageRequest,
-    StageServices,
+    LlmGateway, PluginHost, PluginSource, Resolver, StageFailure, StageRequest, StageServices,
 };
+use crate::record::calls::{CallEntry, CallLog, call_summary};
+use crate::record::checkpoint::Checkpoint;
+use crate::record::provenance::TemplateFile;
+use crate::record::resume::Resume;
 use crate::record::{
-    METRICS_SCHEMA_VERSION, RunDir, RunMetrics, RunStatus, StageMetrics, StageStatus, WrittenFile,
-    ms,
+    METRICS_SCHEMA_VERSION, RunDir, RunMetrics, RunStatus, StageMetrics, StageStatus, ms,
 };
 use crate::template::Templates;
 use crate::workflow::BackendKind;
-use crate::workflow::{Agent, Stage, Workflow};
+use crate::workflow::{Stage, Workflow};
 use gateway::StageGateway;
+use grants::{grants, write_grant, written_files};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,11 +37,6 @@ pub enum EngineError {
     MissingInput(PathBuf),
     #[error("cannot write the run record in {}: {source}", path.display())]
     Record {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot resume from {}: {source}\n  = help: start the workflow again with `chimera run`, without `--resume`", path.display())]
-    Resume {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -139,93 +136,6 @@ pub struct RunOptions {
     pub provenance: crate::record::provenance::Provenance,
 }
 
-/// What an earlier run in the same directory completed (`chimera run --resume`).
-#[derive(Debug, Clone, Default)]
-pub struct Resume {
-    stages: Vec<StageMetrics>,
-    outputs: std::collections::HashMap<(String, String), Value>,
-    calls: Vec<CallEntry>,
-}
-
-impl Resume {
-    /// Reads `metrics.json`, the outputs of the stages that completed, and
-    /// `calls.jsonl`. Without a `metrics.json` (a run killed before its
-    /// first checkpoint) nothing counts as completed.
-    ///
-    /// # Errors
-    /// When a file of the record cannot be read or parsed.
-    pub fn load(dir: &Path) -> Result<Self, EngineError> {
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name)).map_err(|source| EngineError::Resume {
-                path: dir.join(name),
-                source,
-            })
-        };
-        let bad = |name: &str, e: serde_json::Error| EngineError::Resume {
-            path: dir.join(name),
-            source: std::io::Error::other(e),
-        };
-        #[derive(serde::Deserialize)]
-        struct Recorded {
-            stages: Vec<StageMetrics>,
-        }
-        if !dir.join("metrics.json").exists() {
-            return Ok(Self::default());
-        }
-        let metrics: Recorded =
-            serde_json::from_str(&read("metrics.json")?).map_err(|e| bad("metrics.json", e))?;
-        let mut resume = Self::default();
-        for stage in metrics
-            .stages
-            .into_iter()
-            .filter(|s| s.status == StageStatus::Ok)
-        {
-            let name = format!("outputs/{}/{}.json", stage.agent, stage.stage);
-            let output = serde_json::from_str(&read(&name)?).map_err(|e| bad(&name, e))?;
-            resume
-                .outputs
-                .insert((stage.agent.clone(), stage.stage.clone()), output);
-            resume.stages.push(stage);
-        }
-        if let Ok(text) = read("calls.jsonl") {
-            // Lines are appended whole; a last line without its newline is
-            // a write the earlier run did not finish, and is left out.
-            let complete = text
-                .split_inclusive('\n')
-                .filter(|l| l.ends_with('\n') && !l.trim().is_empty());
-            for line in complete {
-                let entry: CallEntry =
-                    serde_json::from_str(line).map_err(|e| bad("calls.jsonl", e))?;
-                if resume
-                    .outputs
-                    .contains_key(&(entry.agent.clone(), entry.stage.clone()))
-                {
-                    resume.calls.push(entry);
-                }
-            }
-        }
-        Ok(resume)
-    }
-
-    /// Whether the earlier run completed this stage (it will not run again).
-    fn completed(&self, agent: &str, stage: &str) -> bool {
-        self.outputs
-            .contains_key(&(agent.to_owned(), stage.to_owned()))
-    }
-
-    fn take(&self, agent: &str, stage: &str) -> Option<(StageMetrics, Value)> {
-        let key = (agent.to_owned(), stage.to_owned());
-        let output = self.outputs.get(&key)?.clone();
-        let mut record = self
-            .stages
-            .iter()
-            .find(|s| s.agent == agent && s.stage == stage)?
-            .clone();
-        record.resumed = true;
-        Some((record, output))
-    }
-}
-
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
@@ -242,106 +152,6 @@ pub struct RunOutcome {
     pub metrics: RunMetrics,
     /// Every LLM call, with its messages.
     pub calls: Vec<CallEntry>,
-}
-
-/// Resolves a stage's grants to host directories, refusing any that lead
-/// outside the input directory (through a symlink, say). Missing directories
-/// are passed on by name only, so the plugin can report them.
-fn grants(input: &Path, stage: &Stage) -> Result<Vec<Grant>, StageFailure> {
-    let root = input
-        .canonicalize()
-        .map_err(|e| StageFailure::Failed(format!("input directory {}: {e}", input.display())))?;
-    let mut out = Vec::new();
-    for name in &stage.read {
-        let host = input.join(name);
-        let Ok(real) = host.canonicalize() else {
-            tracing::info!(stage = %stage.id, grant = %name, "granted directory does not exist; the plugin is told it is missing");
-            out.push(Grant {
-                host: None,
-                guest: name.clone(),
-            });
-            continue;
-        };
-        if !real.starts_with(&root) {
-            return Err(StageFailure::Failed(format!(
-                "read grant `{name}` resolves to {} outside the input directory; grants cannot follow links out",
-                real.display()
-            )));
-        }
-        if !real.is_dir() {
-            return Err(StageFailure::Failed(format!(
-                "read grant `{name}` is not a directory"
-            )));
-        }
-        out.push(Grant {
-            host: Some(real),
-            guest: name.clone(),
-        });
-    }
-    Ok(out)
-}
-
-/// Makes the stage's writable directory, `files/<agent>/<stage>/` in the run
-/// record, empty: a stage run again (by `--resume`) starts clean. Refused when
-/// a part of that path is a link (planted to lead it outside the run).
-fn write_grant(
-    run_dir: &Path,
-    agent: &Agent,
-    stage: &Stage,
-) -> Result<Option<Grant>, StageFailure> {
-    let Some(name) = &stage.write else {
-        return Ok(None);
-    };
-    let mut host = run_dir.to_path_buf();
-    let fail = |host: &Path, e: std::io::Error| {
-        StageFailure::Failed(format!(
-            "cannot prepare write grant `{name}` at {}: {e}",
-            host.display()
-        ))
-    };
-    for (i, part) in ["files", &agent.id, &stage.id].into_iter().enumerate() {
-        host.push(part);
-        match std::fs::symlink_metadata(&host) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(StageFailure::Failed(format!(
-                    "write grant `{name}`: {} is a link; grants cannot follow links out of the run directory",
-                    host.display()
-                )));
-            }
-            Ok(meta) if !meta.is_dir() => {
-                return Err(fail(&host, std::io::ErrorKind::NotADirectory.into()));
-            }
-            // The stage's own directory is emptied; its parents are shared.
-            Ok(_) if i == 2 => {
-                std::fs::remove_dir_all(&host).map_err(|e| fail(&host, e))?;
-                std::fs::create_dir(&host).map_err(|e| fail(&host, e))?;
-            }
-            Ok(_) => {}
-            Err(_) => std::fs::create_dir(&host).map_err(|e| fail(&host, e))?,
-        }
-    }
-    Ok(Some(Grant {
-        host: Some(host),
-        guest: name.clone(),
-    }))
-}
-
-/// What a stage left in its write grant, sorted, with paths relative to the
-/// run directory.
-fn written_files(run_dir: &Path, written: &[(PathBuf, u64)]) -> Vec<WrittenFile> {
-    let mut files: Vec<WrittenFile> = written
-        .iter()
-        .map(|(path, bytes)| WrittenFile {
-            path: path
-                .strip_prefix(run_dir)
-                .unwrap_or(path)
-                .to_string_lossy()
-                .into_owned(),
-            bytes: *bytes,
-        })
-        .collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files
 }
 
 /// The plugin of the first stage after `after` (or of the run's first stage,
@@ -424,7 +234,7 @@ pub async fn run(
     let kept = options
         .resume
         .as_ref()
-        .map(|r| r.calls.clone())
+        .map(|r| r.calls().to_vec())
         .unwrap_or_default();
     let mut checkpoint =
         Checkpoint::start(&dir, &kept, options.resume.is_some(), clock).map_err(record_err)?;
@@ -610,106 +420,18 @@ fn finish(
 }
 
 /// The templates loaded so far, as the record keeps them.
-pub fn template_files(templates: &Templates) -> Vec<crate::record::provenance::TemplateFile> {
-    templates
-        .loaded()
-        .into_iter()
-        .map(|t| crate::record::provenance::TemplateFile {
-            name: t.name,
-            file: t.file,
-            root: t.root,
-            sha256: t.sha256,
-        })
-        .collect()
+pub fn template_files(templates: &Templates) -> Vec<TemplateFile> {
+    templates.loaded().into_iter().map(template_file).collect()
 }
 
-/// How the record on disk keeps up with a run without creating a file per
-/// update: every new inode is a measurable cost on some filesystems (about
-/// 0.2 ms each on ext4 without a journal, where Chimera's benchmarks run).
-///
-/// - `calls.jsonl` gets each stage's new calls appended, a line per call,
-///   in one write.
-/// - `metrics.json` is rewritten (atomically) after a stage when
-///   [`CHECKPOINT_EVERY`] has passed since it was last written, and always
-///   when the run ends, fails or is interrupted. A run of fast stages writes
-///   it once; a run that is killed loses at most that long of its record
-///   (the stages' outputs are written as each stage ends).
-struct Checkpoint {
-    metrics_at: Instant,
-    calls_written: usize,
-    calls_file: bool,
-}
-
-/// How stale `metrics.json` may get while a run goes on.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-impl Checkpoint {
-    /// Starts the record's running files. A resumed run rewrites calls.jsonl
-    /// with the calls it keeps; a new run removes what an earlier run left
-    /// in the same `--out` directory.
-    fn start(
-        dir: &RunDir,
-        kept: &[CallEntry],
-        resumed: bool,
-        clock: Instant,
-    ) -> std::io::Result<Self> {
-        if resumed {
-            dir.write("calls.jsonl", &jsonl(kept)?)?;
-        } else {
-            dir.remove("calls.jsonl")?;
-            dir.remove("metrics.json")?;
-        }
-        Ok(Self {
-            metrics_at: clock,
-            calls_written: kept.len(),
-            calls_file: resumed,
-        })
+/// A resolved template as the record keeps it.
+pub fn template_file(t: crate::template::Resolved) -> TemplateFile {
+    TemplateFile {
+        name: t.name,
+        file: t.file,
+        root: t.root,
+        sha256: t.sha256,
     }
-
-    /// Appends the calls made since the last append; whether there were any.
-    fn append_calls(&mut self, dir: &RunDir, entries: &[CallEntry]) -> std::io::Result<bool> {
-        let new = entries.get(self.calls_written..).unwrap_or_default();
-        if new.is_empty() && self.calls_file {
-            return Ok(false);
-        }
-        dir.append("calls.jsonl", &jsonl(new)?)?;
-        self.calls_written = entries.len();
-        self.calls_file = true;
-        Ok(!new.is_empty())
-    }
-
-    /// Rewrites metrics.json if it is older than [`CHECKPOINT_EVERY`].
-    fn metrics(&mut self, dir: &RunDir, metrics: &RunMetrics) -> std::io::Result<()> {
-        if self.metrics_at.elapsed() >= CHECKPOINT_EVERY {
-            dir.write_json("metrics.json", metrics)?;
-            self.metrics_at = Instant::now();
-        }
-        Ok(())
-    }
-}
-
-/// LLM calls (prompts, responses, metrics) as JSON lines.
-fn jsonl(entries: &[CallEntry]) -> std::io::Result<Vec<u8>> {
-    let mut text = Vec::new();
-    for entry in entries {
-        serde_json::to_writer(&mut text, entry).map_err(std::io::Error::other)?;
-        text.push(b'\n');
-    }
-    Ok(text)
-}
-
-/// A call's metrics without the prompt and response text, for metrics.json.
-fn call_summary(entry: &CallEntry) -> Value {
-    let mut value = serde_json::to_value(entry).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("messages");
-        let chars = map
-            .remove("text")
-            .and_then(|t| t.as_str().map(str::len))
-            .unwrap_or(0);
-        map.insert("text_bytes".into(), chars.into());
-    }
-    value
 }
 
 /// What every stage of a run shares.

@@ -202,9 +202,8 @@ fn gguf_sha256(path: &std::path::Path) -> Option<String> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_nanos();
-    let key = crate::record::provenance::sha256(
-        format!("{}\0{}\0{modified}", path.display(), meta.len()).as_bytes(),
-    );
+    let key =
+        crate::digest::sha256(format!("{}\0{}\0{modified}", path.display(), meta.len()).as_bytes());
     let cache = dirs::cache_dir().map(|d| d.join("chimera").join("model-sha256").join(&key));
     if let Some(sha) = cache
         .as_ref()
@@ -213,7 +212,7 @@ fn gguf_sha256(path: &std::path::Path) -> Option<String> {
     {
         return Some(sha);
     }
-    let sha = crate::record::provenance::sha256_file(&path).ok()?;
+    let sha = crate::digest::sha256_file(&path).ok()?;
     if let Some(cache) = cache {
         // A cache that cannot be written only costs the next run a rehash.
         let _ = cache

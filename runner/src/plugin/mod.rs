@@ -4,13 +4,20 @@
 
 mod builtin;
 mod cache;
+mod failure;
 mod imports;
+mod prepare;
 mod resolve;
 
 pub use builtin::{Builtin, GUEST_BUILD_DIR, builtins};
 pub use cache::{ComponentCache, LoadKind};
+pub use failure::StageFailure;
 pub use imports::{BoxFuture, GatewayError, LlmGateway, LlmReply, StageServices, TemplateRenderer};
+pub use prepare::Prepared;
 pub use resolve::{PluginSource, Resolver};
+
+use failure::trap_failure;
+use prepare::{Preparer, Slot};
 
 use imports::StageState;
 use serde_json::Value;
@@ -20,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -67,64 +74,6 @@ pub enum PluginError {
     Describe { name: String, reason: String },
 }
 
-/// Why a stage failed. Serialized as `{"kind": "timed_out", "message": "…"}`.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StageFailure {
-    #[error("{0}")]
-    Failed(String),
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
-    #[error("the plugin crashed: {0}")]
-    Trap(String),
-    #[error("timed out after {} s", .0.as_secs_f64())]
-    TimedOut(Duration),
-    #[error("the plugin's output was refused: {0}")]
-    InvalidOutput(String),
-    #[error("interrupted")]
-    Interrupted,
-}
-
-impl StageFailure {
-    /// A stable snake_case name for records.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Failed(_) => "failed",
-            Self::InvalidConfig(_) => "invalid_config",
-            Self::Trap(_) => "trap",
-            Self::TimedOut(_) => "timed_out",
-            Self::InvalidOutput(_) => "invalid_output",
-            Self::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// Read back from a record (for `--resume`): the kind is kept where it
-/// carries data-free meaning, the message always.
-impl<'de> serde::Deserialize<'de> for StageFailure {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        struct Raw {
-            kind: String,
-            message: String,
-        }
-        let raw = Raw::deserialize(d)?;
-        Ok(match raw.kind.as_str() {
-            "interrupted" => Self::Interrupted,
-            _ => Self::Failed(raw.message),
-        })
-    }
-}
-
-impl serde::Serialize for StageFailure {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut out = s.serialize_struct("StageFailure", 2)?;
-        out.serialize_field("kind", self.kind())?;
-        out.serialize_field("message", &self.to_string())?;
-        out.end()
-    }
-}
-
 /// A directory granted to a stage: host path, and the name the guest sees.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -162,103 +111,6 @@ pub struct PluginInfo {
     /// The top-level variables its prompt and persona templates see (empty:
     /// it renders none).
     pub template_context: Vec<String>,
-}
-
-/// A component compiled and linked, ready to instantiate many times.
-pub struct Prepared {
-    pub name: String,
-    pre: bindings::StagePre<StageState>,
-}
-
-/// A cache read started on a thread of its own by [`PluginHost::prefetch`].
-type EarlyRead = tokio::sync::oneshot::Receiver<Option<Component>>;
-
-/// A component being prepared, or prepared, and how.
-#[derive(Default)]
-struct Slot {
-    done: tokio::sync::OnceCell<Result<(Arc<Prepared>, LoadKind), String>>,
-    /// The prefetch's cache read, for whoever prepares the slot to use.
-    early: Mutex<Option<EarlyRead>>,
-    /// Whether a prefetch started that read.
-    reading: AtomicBool,
-    /// Set by the first `load` to take the result: only it reports the
-    /// compile or cache load; later stages report `memory`.
-    claimed: AtomicBool,
-}
-
-impl Slot {
-    /// The work that fills this slot, with the prefetch's cache read if one
-    /// was started (whoever fills the slot takes it).
-    fn preparation(
-        &self,
-        preparer: Preparer,
-        name: String,
-        key: [u8; 32],
-        bytes: std::borrow::Cow<'static, [u8]>,
-    ) -> impl Future<Output = Result<(Arc<Prepared>, LoadKind), String>> + Send + 'static {
-        let early = self.early.lock().expect("plugin slot poisoned").take();
-        preparer.preparation(name, key, bytes, early)
-    }
-}
-
-/// What preparing a component needs from the host (handles, cheap to clone).
-#[derive(Clone)]
-struct Preparer {
-    engine: Engine,
-    linker: Linker<StageState>,
-    cache: ComponentCache,
-}
-
-impl Preparer {
-    /// The work of preparing a component: the sealed cache entry if there
-    /// is one, else a compile (stored in the cache), then linking against the
-    /// host's imports. The cache entry comes from the prefetch's `early` read
-    /// when there is one, else it is read inline (under a millisecond; a
-    /// thread hand-off would cost more). A compile runs on a blocking thread.
-    fn preparation(
-        self,
-        name: String,
-        key: [u8; 32],
-        bytes: std::borrow::Cow<'static, [u8]>,
-        early: Option<EarlyRead>,
-    ) -> impl Future<Output = Result<(Arc<Prepared>, LoadKind), String>> + Send + 'static {
-        let Self {
-            engine,
-            linker,
-            cache,
-        } = self;
-        async move {
-            let start = Instant::now();
-            let cached = match early {
-                Some(read) => match read.await {
-                    Ok(cached) => cached,
-                    // The prefetch thread died without sending: read here.
-                    Err(_) => cache.load(&engine, &key),
-                },
-                None => cache.load(&engine, &key),
-            };
-            let (component, kind) = match cached {
-                Some(component) => (component, LoadKind::Cache),
-                None => {
-                    let (engine, cache) = (engine.clone(), cache.clone());
-                    let component = blocking(move || {
-                        let component =
-                            Component::new(&engine, &bytes).map_err(|e| format!("{e:#}"))?;
-                        cache.store(&key, &component);
-                        Ok::<_, String>(component)
-                    })
-                    .await??;
-                    (component, LoadKind::Compiled)
-                }
-            };
-            let instance_pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| format!("{e:#}"))?;
-            let pre = bindings::StagePre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
-            tracing::debug!(plugin = %name, ?kind, ms = start.elapsed().as_secs_f64() * 1e3, "plugin prepared");
-            Ok((Arc::new(Prepared { name, pre }), kind))
-        }
-    }
 }
 
 /// A prepared plugin, and how long the caller waited for it (a prefetched
@@ -751,119 +603,5 @@ fn deadline_check(deadline: Instant) -> UpdateDeadline {
     }
 }
 
-/// Turns a wasmtime error into the stage's failure, keeping the plugin's own
-/// words (a Rust panic message on stderr) where there are any.
-fn trap_failure(
-    error: &wasmtime::Error,
-    timeout: Duration,
-    memory_limit: usize,
-    stderr: &str,
-) -> StageFailure {
-    if let Some(over) = error.downcast_ref::<WriteLimitExceeded>() {
-        return StageFailure::InvalidOutput(over.to_string());
-    }
-    let trap = error.downcast_ref::<wasmtime::Trap>();
-    if let Some(wasmtime::Trap::Interrupt) = trap {
-        return StageFailure::TimedOut(timeout);
-    }
-    let text = format!("{error:#}");
-    if text.contains("forcing trap when growing memory") {
-        return StageFailure::Trap(format!(
-            "the plugin exceeded its memory limit of {} MiB; raise the stage's `memory:` if it needs more",
-            memory_limit >> 20
-        ));
-    }
-    if text.contains("fuel allocated for hostcalls has been exhausted") {
-        return StageFailure::InvalidOutput(format!(
-            "the plugin tried to pass more than the limit of {MAX_OUTPUT_BYTES} bytes to the host in one call"
-        ));
-    }
-    let plugin_words = stderr
-        .lines()
-        .position(|l| l.contains("panicked at") || l.contains("memory allocation of"))
-        .map(|i| {
-            let lines: Vec<&str> = stderr.lines().skip(i).take(2).map(str::trim).collect();
-            if lines[0].ends_with(':') && lines.len() > 1 {
-                lines.join(" ")
-            } else {
-                lines[0].to_owned()
-            }
-        });
-    let reason = match trap {
-        Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_owned(),
-        Some(wasmtime::Trap::MemoryOutOfBounds) => {
-            "out-of-bounds memory access (a stack overflow in the plugin, or a bug in it)"
-                .to_owned()
-        }
-        Some(t) => t.to_string(),
-        None => text,
-    };
-    match plugin_words {
-        Some(words) => StageFailure::Trap(format!("{words} ({reason})")),
-        None => StageFailure::Trap(reason),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_prefetched_plugin_is_prepared_before_any_stage_asks_for_it() {
-        let cache = tempfile::tempdir().unwrap();
-        let host = PluginHost::new(ComponentCache::new(Some(cache.path().to_path_buf()))).unwrap();
-        let source = Resolver::for_workflow(None)
-            .resolve("report", std::path::Path::new("."))
-            .unwrap();
-        assert!(!host.is_prepared(&source));
-        host.prefetch(&source);
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while !host.is_prepared(&source) {
-            assert!(Instant::now() < deadline, "the prefetch never finished");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let first = host.load(&source).await.unwrap();
-        assert_eq!(
-            first.kind,
-            LoadKind::Compiled,
-            "the first stage reports the compile"
-        );
-        let second = host.load(&source).await.unwrap();
-        assert_eq!(second.kind, LoadKind::Memory);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_prefetch_reads_the_cache_on_its_own_thread_for_the_load_to_use() {
-        let cache = tempfile::tempdir().unwrap();
-        let host =
-            || PluginHost::new(ComponentCache::new(Some(cache.path().to_path_buf()))).unwrap();
-        let source = Resolver::for_workflow(None)
-            .resolve("report", std::path::Path::new("."))
-            .unwrap();
-        assert_eq!(host().load(&source).await.unwrap().kind, LoadKind::Compiled);
-
-        let host = host();
-        host.prefetch(&source);
-        let slot = host.slot(host.key_of(&source).unwrap().0);
-        // This runtime has one thread and the test blocks it: no tokio task
-        // runs, so only the prefetch's own thread can read the cache.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while slot
-            .early
-            .lock()
-            .unwrap()
-            .as_ref()
-            .expect("the prefetch leaves its read in the slot")
-            .is_empty()
-        {
-            assert!(Instant::now() < deadline, "the cache read never finished");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let loaded = host.load(&source).await.unwrap();
-        assert_eq!(loaded.kind, LoadKind::Cache);
-        assert!(
-            slot.early.lock().unwrap().is_none(),
-            "the load used the prefetch's read"
-        );
-    }
-}
+mod tests;

@@ -54,7 +54,7 @@ impl PluginSource {
     pub fn sha256_hex(&self) -> std::io::Result<String> {
         match self {
             Self::Builtin(b) => Ok(b.sha256.to_owned()),
-            Self::File { path, .. } => crate::record::provenance::sha256_file(path),
+            Self::File { path, .. } => crate::digest::sha256_file(path),
         }
     }
 

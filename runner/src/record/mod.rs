@@ -2,8 +2,11 @@
 //! (versioned) and each stage's output, written atomically so an interrupted
 //! or failed run still leaves a readable record of what completed.
 
+pub mod calls;
+pub mod checkpoint;
 pub mod provenance;
 pub mod report;
+pub mod resume;
 
 use crate::plugin::{LoadKind, StageFailure};
 use serde::Serialize;

@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The `provenance` section of `metrics.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,22 +130,6 @@ impl Machine {
     }
 }
 
-/// The lowercase hex SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// The SHA-256 of a file's contents.
-///
-/// # Errors
-/// When the file cannot be read.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,13 +143,5 @@ mod tests {
             assert!(m.memory_bytes.is_some_and(|b| b > 1 << 20), "{m:?}");
             assert!(m.kernel.is_some(), "{m:?}");
         }
-    }
-
-    #[test]
-    fn hashes_are_sha256() {
-        assert_eq!(
-            sha256(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

@@ -1,8 +1,8 @@
 //! The report a person reads: `report.md`, rendered host-side from the
 //! agent's report template over the run's outputs, timings and LLM metrics.
 
+use super::calls::CallEntry;
 use super::{StageMetrics, StageStatus};
-use crate::engine::CallEntry;
 use crate::llm::CallRecord;
 use crate::workflow::{Agent, ModelSpec};
 use serde_json::{Map, Value, json};
