@@ -248,6 +248,22 @@ fn resume_refuses_a_template_or_workflow_that_changed() {
         "{stderr}"
     );
     assert!(stderr.contains("changed"), "{stderr}");
+    let real = regex_escape(
+        &project
+            .dir
+            .path()
+            .canonicalize()
+            .unwrap()
+            .display()
+            .to_string(),
+    );
+    let given = regex_escape(&project.dir.path().display().to_string());
+    insta::with_settings!({filters => vec![
+        (real.as_str(), "[project]"),
+        (given.as_str(), "[project]"),
+    ]}, {
+        insta::assert_snapshot!(stderr);
+    });
     std::fs::write(&prompt, text).unwrap();
 
     let workflow = project.path("workflows/agent.yaml");
@@ -262,4 +278,17 @@ fn resume_refuses_a_template_or_workflow_that_changed() {
         .filter(|r| r.path == "/api/chat")
         .count();
     assert_eq!(chats, 2, "the refused resumes made no model call");
+}
+
+/// `text` as a regular expression that matches it literally.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-') {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
 }

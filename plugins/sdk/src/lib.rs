@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 #[allow(clippy::too_many_arguments)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/0.1.0",
         world: "stage",
         pub_export_macro: true,
         export_macro_name: "__export_stage",
@@ -63,6 +63,12 @@ pub struct Info {
     /// templates with (empty: it renders none).
     pub template_context: Vec<String>,
 }
+
+/// The version of the `chimera:plugin` interface this SDK builds plugins
+/// for. [`export_plugin!`] writes it into the component's custom section
+/// `chimera:plugin-interface`, so Chimera can refuse a plugin built for a
+/// version it does not support before linking it.
+pub const INTERFACE_VERSION: &str = "0.1.0";
 
 /// The JSON Schema `format` of a string that names an earlier stage of the
 /// same agent; Chimera checks it before a run. Use it on a `Config` field as
@@ -286,6 +292,19 @@ pub mod log {
 pub mod __private {
     use super::{Input, Plugin, StageError, wit};
 
+    /// [`INTERFACE_VERSION`](super::INTERFACE_VERSION) as the bytes of the
+    /// custom section.
+    pub const INTERFACE_SECTION: [u8; super::INTERFACE_VERSION.len()] = {
+        let text = super::INTERFACE_VERSION.as_bytes();
+        let mut out = [0u8; super::INTERFACE_VERSION.len()];
+        let mut i = 0;
+        while i < text.len() {
+            out[i] = text[i];
+            i += 1;
+        }
+        out
+    };
+
     pub fn describe<P: Plugin>() -> wit::types::PluginInfo {
         let info = P::info();
         wit::types::PluginInfo {
@@ -353,5 +372,13 @@ macro_rules! export_plugin {
         }
 
         $crate::__bindings::__export_stage!(__ChimeraExport with_types_in $crate::__bindings);
+
+        /// The interface version the plugin was built for, read by the host
+        /// before it links the component.
+        #[doc(hidden)]
+        #[used]
+        #[unsafe(link_section = "chimera:plugin-interface")]
+        static __CHIMERA_PLUGIN_INTERFACE: [u8; $crate::INTERFACE_VERSION.len()] =
+            $crate::__private::INTERFACE_SECTION;
     };
 }

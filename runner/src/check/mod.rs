@@ -51,9 +51,10 @@ pub async fn workflow(
             Ok(info) => {
                 plugins.insert(reference.clone(), CheckedPlugin { source, info });
             }
+            // The error names the plugin and what is wrong with it.
             Err(e) => problems.push(
-                Diagnostic::new(format!("plugin `{reference}` cannot be used: {e}"), stage.plugin.pos)
-                    .help("`chimera plugins` lists the plugins Chimera can load; rebuild this one against the chimera-plugin SDK"),
+                Diagnostic::new(e.to_string(), stage.plugin.pos)
+                    .help("`chimera plugin check <file.wasm>` says which interface a component targets and what it describes; `chimera plugins` lists the plugins Chimera finds"),
             ),
         }
     }

@@ -1,8 +1,8 @@
 //! `chimera plugins` and `chimera models`: what Chimera can find.
 
-use super::host;
+use super::{fail, host};
 use crate::llm::Timeouts;
-use crate::plugin::Resolver;
+use crate::plugin::{PluginHost, PluginSource, Resolver};
 use crate::template::Templates;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -223,4 +223,67 @@ fn collect(
             names.insert(relative.to_string_lossy().replace('\\', "/"));
         }
     }
+}
+
+/// `chimera plugin check`: whether a component fits, and what it says.
+pub(super) async fn check_plugin(file: &std::path::Path, json: bool) -> Result<(), u8> {
+    let name = file
+        .file_stem()
+        .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
+    let bytes = std::fs::read(file)
+        .map_err(|e| fail(2, &format!("error: cannot read {}: {e}", file.display())))?;
+    let target = PluginHost::check_interface(&name, &bytes)
+        .map_err(|e| fail(2, &format!("error: {}: {e}", file.display())))?;
+    let host = host()?;
+    let source = PluginSource::File {
+        name: name.clone(),
+        path: file.to_path_buf(),
+    };
+    let info = match host.load_to_inspect(&source).await {
+        Ok(loaded) => host.describe(&loaded.prepared).await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| fail(2, &format!("error: {}: {e}", file.display())))?;
+    let version = target.version.unwrap_or_default();
+    if json {
+        let out = serde_json::json!({
+            "file": file, "fits": true,
+            "interface": format!("chimera:plugin@{version}"), "evidence": target.evidence,
+            "name": info.name, "version": info.version, "description": info.description,
+            "config_schema": info.config_schema, "template_context": info.template_context,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    println!("ok: {} fits this chimera", file.display());
+    println!(
+        "  interface  chimera:plugin@{version} (read from its {})",
+        target.evidence
+    );
+    println!(
+        "  plugin     {} {}: {}",
+        info.name, info.version, info.description
+    );
+    let keys: Vec<String> = info.config_schema["properties"]
+        .as_object()
+        .map(|p| p.keys().map(|k| format!("`{k}`")).collect())
+        .unwrap_or_default();
+    if keys.is_empty() {
+        println!("  with:      no settings declared");
+    } else {
+        println!("  with:      {}", keys.join(", "));
+    }
+    if info.template_context.is_empty() {
+        println!("  templates  renders none");
+    } else {
+        println!(
+            "  templates  rendered with {}",
+            info.template_context
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }

@@ -47,6 +47,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of workflow files, generated from the types the
+    /// loader reads them with. Save it and point your editor at it for
+    /// completion and checks, e.g. with the first line of a workflow:
+    /// `# yaml-language-server: $schema=chimera-workflow.schema.json`.
+    Schema,
+    /// Look at one plugin component.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// List every template a workflow can see: where each name resolves
     /// (first match on the search path wins) and the same-named files it
     /// shadows.
@@ -126,6 +136,21 @@ enum Command {
         agent: Option<String>,
         #[command(flatten)]
         run: RunArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Say whether a component fits this chimera: the plugin interface
+    /// version it was built for, whether this chimera links it, and what it
+    /// describes (name, version, the schema of its `with:`, the variables
+    /// its templates get). Exit code 0 when it fits, 2 when it does not.
+    Check {
+        /// The component (`.wasm`) to check.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -210,6 +235,17 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 Ok(())
             }
             Command::Plugins { workflow, json } => inspect::plugins(workflow, json).await,
+            Command::Schema => {
+                let schema = crate::workflow::workflow_json_schema();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema).unwrap_or_default()
+                );
+                Ok(())
+            }
+            Command::Plugin {
+                command: PluginCommand::Check { file, json },
+            } => inspect::check_plugin(&file, json).await,
             Command::Templates { workflow, json } => inspect::templates(workflow.as_deref(), json),
             Command::Run {
                 workflow,

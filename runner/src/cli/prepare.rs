@@ -103,7 +103,7 @@ pub(super) async fn prepare(
         };
         workflow
             .apply(&overrides)
-            .map_err(|e| fail(2, &format!("error: {e}")))?;
+            .map_err(|e| fail(2, &e.to_string()))?;
     }
     let (resolver, templates) = match search {
         Some(paths) => (

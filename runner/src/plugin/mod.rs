@@ -6,6 +6,7 @@ mod builtin;
 mod cache;
 mod failure;
 mod imports;
+pub mod interface;
 mod prepare;
 mod resolve;
 
@@ -35,7 +36,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 #[doc(hidden)]
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/0.1.0",
         world: "stage",
         imports: {
             "chimera:plugin/llm.generate": async,
@@ -72,6 +73,8 @@ pub enum PluginError {
     Invalid { name: String, reason: String },
     #[error("plugin `{name}` failed to describe itself: {reason}")]
     Describe { name: String, reason: String },
+    #[error("plugin `{name}` cannot be used: {reason}")]
+    Unsupported { name: String, reason: String },
 }
 
 /// A directory granted to a stage: host path, and the name the guest sees.
@@ -281,6 +284,11 @@ impl PluginHost {
     async fn load_as(&self, source: &PluginSource, claim: bool) -> Result<Loaded, PluginError> {
         let start = Instant::now();
         let (key, bytes) = self.key_of(source)?;
+        // Built-ins are built against the interface this host binds (a unit
+        // test checks it); a file may target any version.
+        if let PluginSource::File { .. } = source {
+            Self::check_interface(source.name(), &bytes)?;
+        }
         let slot = self.slot(key);
         let (prepared, kind) = slot
             .done
@@ -301,6 +309,25 @@ impl PluginHost {
             kind,
             load_time: start.elapsed(),
         })
+    }
+
+    /// Refuses a component built for an interface version this host does
+    /// not link, before linking fails on a missing import.
+    ///
+    /// # Errors
+    /// When the bytes are not a component, or target another version.
+    pub fn check_interface(name: &str, bytes: &[u8]) -> Result<interface::Target, PluginError> {
+        let target = interface::target(bytes).map_err(|reason| PluginError::Invalid {
+            name: name.to_owned(),
+            reason,
+        })?;
+        match interface::refusal(&target) {
+            Some(reason) => Err(PluginError::Unsupported {
+                name: name.to_owned(),
+                reason,
+            }),
+            None => Ok(target),
+        }
     }
 
     /// The cache key of a plugin's bytes, and the bytes.

@@ -11,6 +11,7 @@ mod validate;
 
 pub use diagnostic::{Diagnostic, FileErrors, Pos};
 pub use overrides::{OverrideError, Overrides};
+pub use schema::workflow_json_schema;
 pub use validate::parse_duration;
 
 use indexmap::IndexMap;

@@ -152,6 +152,38 @@ pub fn known() -> impl Iterator<Item = &'static str> {
     OPTIONS.iter().map(|(n, _, _)| *n)
 }
 
+/// The JSON Schema of `options:`, from the same table [`check`] uses, so
+/// an editor completes and checks option names and values as Chimera does.
+pub fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let properties: serde_json::Map<String, Value> = OPTIONS
+        .iter()
+        .map(|(name, kind, meaning)| {
+            let schema = match *kind {
+                Kind::Int { min, max } => {
+                    serde_json::json!({"type": "integer", "minimum": min, "maximum": max})
+                }
+                Kind::Number { min, max } => {
+                    serde_json::json!({"type": "number", "minimum": min, "maximum": max})
+                }
+                Kind::Bool => serde_json::json!({"type": "boolean"}),
+                Kind::Strings => serde_json::json!({"anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}}
+                ]}),
+            };
+            let mut schema = schema;
+            schema["description"] = Value::String((*meaning).to_owned());
+            ((*name).to_owned(), schema)
+        })
+        .collect();
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": properties,
+        "description": "model options (Ollama's names); unknown names are errors"
+    })
+}
+
 /// Checks one option; `Err((message, help))` when it is unknown or ill-typed.
 pub fn check(name: &str, value: &Value) -> Result<(), (String, Option<String>)> {
     let Some((_, kind, meaning)) = OPTIONS.iter().find(|(n, _, _)| *n == name) else {

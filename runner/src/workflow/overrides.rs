@@ -1,7 +1,7 @@
 //! Command-line overrides of the models a workflow declares
 //! (`--backend`, `--model`, `--set model.options.num_ctx=1024`).
 
-use super::{BackendKind, Workflow, options};
+use super::{BackendKind, Diagnostic, FileErrors, Pos, Workflow, options};
 use serde_json::Value;
 
 /// Overrides applied to every stage that has a model.
@@ -14,10 +14,30 @@ pub struct Overrides {
     pub set: Vec<String>,
 }
 
-/// Why an override was refused.
+/// Why an override was refused: rendered like a workflow error, with the
+/// command-line argument quoted and a caret run under the offending part.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct OverrideError(String);
+pub struct OverrideError(Box<FileErrors>);
+
+impl OverrideError {
+    /// An error about `arg` (as typed, e.g. `--set model.host=x`), pointing
+    /// at `part` of it.
+    fn new(arg: &str, part: &str, message: String, help: Option<String>) -> Self {
+        let start = arg.find(part).unwrap_or(0);
+        let pos = Pos {
+            line: 1,
+            column: arg[..start].chars().count() as u64 + 1,
+            len: part.chars().count().max(1) as u64,
+        };
+        let d = Diagnostic::new(message, pos).help_opt(help);
+        Self(Box::new(FileErrors::new(
+            std::path::Path::new("the command line"),
+            arg,
+            vec![d],
+        )))
+    }
+}
 
 impl Overrides {
     pub fn is_empty(&self) -> bool {
@@ -25,13 +45,14 @@ impl Overrides {
     }
 }
 
-fn backend(name: &str) -> Result<BackendKind, OverrideError> {
+/// `arg` is the argument as typed, for the message.
+fn backend(name: &str, arg: &str) -> Result<BackendKind, OverrideError> {
     BackendKind::parse(name).ok_or_else(|| {
         let hint = crate::suggest::nearest(name, BackendKind::NAMES).map_or_else(
             || format!("backends: {}", BackendKind::NAMES.join(", ")),
             |s| format!("did you mean `{s}`?"),
         );
-        OverrideError(format!("unknown backend `{name}`; {hint}"))
+        OverrideError::new(arg, name, format!("unknown backend `{name}`"), Some(hint))
     })
 }
 
@@ -46,32 +67,46 @@ impl Workflow {
     /// # Errors
     /// For an unknown backend, an unknown key, or an option that fails its check.
     pub fn apply(&mut self, overrides: &Overrides) -> Result<(), OverrideError> {
-        let backend_kind = overrides.backend.as_deref().map(backend).transpose()?;
+        let backend_kind = overrides
+            .backend
+            .as_deref()
+            .map(|b| backend(b, &format!("--backend {b}")))
+            .transpose()?;
         let mut sets = Vec::new();
         for pair in &overrides.set {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                OverrideError(format!(
-                    "`--set {pair}` needs the form `key=value`, e.g. `model.options.num_ctx=1024`"
-                ))
+            let arg = format!("--set {pair}");
+            let (key, raw) = pair.split_once('=').ok_or_else(|| {
+                OverrideError::new(
+                    &arg,
+                    pair,
+                    "this `--set` has no `=`".into(),
+                    Some("write `key=value`, e.g. `model.options.num_ctx=1024`".into()),
+                )
             })?;
-            let value = scalar(value.trim());
+            let value = scalar(raw.trim());
             let key = key.trim();
             if let Some(option) = key.strip_prefix("model.options.") {
                 options::check(option, &value).map_err(|(msg, help)| {
-                    OverrideError(help.map_or_else(
-                        || format!("`--set {pair}`: {msg}"),
-                        |h| format!("`--set {pair}`: {msg}; {h}"),
-                    ))
+                    // An unknown name is the key's fault, a bad value the value's.
+                    let part = if msg.starts_with("unknown") {
+                        option
+                    } else {
+                        raw
+                    };
+                    OverrideError::new(&format!("--set {pair}"), part, msg, help)
                 })?;
             } else if !matches!(
                 key,
                 "model.host" | "model.keep_alive" | "model.name" | "model.backend"
             ) {
-                return Err(OverrideError(format!(
-                    "`--set {pair}`: unknown key `{key}`; use `model.options.<option>`, `model.host`, `model.keep_alive`, `model.name` or `model.backend`"
-                )));
+                return Err(OverrideError::new(
+                    &arg,
+                    key,
+                    format!("unknown `--set` key `{key}`"),
+                    Some("use `model.options.<option>`, `model.host`, `model.keep_alive`, `model.name` or `model.backend`".into()),
+                ));
             } else if key == "model.backend" {
-                backend(value.as_str().unwrap_or_default())?;
+                backend(value.as_str().unwrap_or_default(), &arg)?;
             }
             sets.push((key.to_owned(), value));
         }
@@ -96,7 +131,7 @@ impl Workflow {
                         "model.host" => model.host = Some(text()),
                         "model.keep_alive" => model.keep_alive = Some(value.clone()),
                         "model.name" => model.name = text(),
-                        "model.backend" => model.backend = backend(&text())?,
+                        "model.backend" => model.backend = backend(&text(), key)?,
                         option => {
                             let name = option.trim_start_matches("model.options.");
                             model.options.insert(name.to_owned(), value.clone());
@@ -145,11 +180,12 @@ mod tests {
             set: vec!["model.options.temprature=1".into()],
             ..Overrides::default()
         };
+        let shown = w.apply(&typo).unwrap_err().to_string();
+        assert!(shown.contains("did you mean `temperature`"), "{shown}");
         assert!(
-            w.apply(&typo)
-                .unwrap_err()
-                .to_string()
-                .contains("did you mean `temperature`")
+            shown.contains("1 | --set model.options.temprature=1\n")
+                && shown.contains("  |                     ^^^^^^^^^^\n"),
+            "quotes the argument with a caret run under the name: {shown}"
         );
         let backend = Overrides {
             backend: Some("olama".into()),

@@ -5,30 +5,38 @@
 //! at carry their line and column.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::node::Node;
 
-/// The whole file.
-#[derive(Debug, Deserialize)]
+/// A Chimera workflow: agents, each with a persona and ordered stages.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Workflow")]
 pub struct RawWorkflow {
+    /// The schema version; this chimera reads `1`.
+    #[schemars(with = "i64", extend("const" = 1))]
     pub version: Spanned<i64>,
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: Option<String>,
     /// The default model of every stage.
     #[serde(default)]
     pub model: Option<RawModel>,
+    #[schemars(with = "Vec<RawAgent>")]
     pub agents: Spanned<Vec<RawAgent>>,
 }
 
 /// One agent: a persona and ordered stages.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Agent")]
 pub struct RawAgent {
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
     /// The name people read in the report (`Chimera Agent A`); the id when absent.
     #[serde(default)]
@@ -37,82 +45,140 @@ pub struct RawAgent {
     pub description: Option<String>,
     /// Report template rendered host-side after the agent's stages.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub report: Option<Spanned<String>>,
     /// Persona template name.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub persona: Option<Spanned<String>>,
     /// The agent's model, over the workflow's.
     #[serde(default)]
     pub model: Option<RawModel>,
+    #[schemars(with = "Vec<RawStage>")]
     pub stages: Spanned<Vec<RawStage>>,
 }
 
 /// One stage.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Stage")]
 pub struct RawStage {
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
+    #[schemars(with = "String")]
     pub plugin: Spanned<String>,
     /// The plugin's configuration, checked against the plugin's schema once
     /// the plugin has described itself (so its parts keep their positions).
     #[serde(default, rename = "with")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub with: Option<Spanned<Node>>,
     /// Prompt template name.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub prompt: Option<Spanned<String>>,
     /// The stage's model, over the agent's.
     #[serde(default)]
     pub model: Option<RawModel>,
     /// Wall-clock limit: `600s`, `10m`, `1h`, or seconds as a number.
     #[serde(default)]
+    #[schemars(schema_with = "duration_schema")]
     pub timeout: Option<Spanned<Value>>,
     /// Directories under the run's input directory that the stage may read.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub read: Vec<Spanned<String>>,
     /// The one directory the stage may write, by the name the plugin sees;
     /// it lives in the run record under `files/<agent>/<stage>/`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub write: Option<Spanned<String>>,
     /// Most bytes the stage may leave in its `write:` directory: `64MiB`,
     /// `1GiB`, or bytes as a number (default 256 MiB).
     #[serde(default)]
+    #[schemars(schema_with = "size_schema")]
     pub write_limit: Option<Spanned<Value>>,
     /// Linear-memory cap: `256MiB`, `1GiB`, or bytes as a number.
     #[serde(default)]
+    #[schemars(schema_with = "size_schema")]
     pub memory: Option<Spanned<Value>>,
     /// The models this stage may call; a run whose (overridden) model is not
     /// listed fails the call.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub models: Option<Spanned<Vec<String>>>,
     /// Most `llm.generate` calls the stage may make (default 16).
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub max_llm_calls: Option<Spanned<u32>>,
     /// Most tokens the stage's calls may generate in all (default: no cap).
     #[serde(default)]
+    #[schemars(with = "Option<u64>")]
     pub max_llm_tokens: Option<Spanned<u64>>,
 }
 
 /// A model declaration; every field overrides the level above it.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Model")]
 pub struct RawModel {
     /// `ollama`, `openai` or `embedded`.
     #[serde(default)]
+    #[schemars(schema_with = "backend_schema")]
     pub backend: Option<Spanned<String>>,
     /// The model name, e.g. `gemma3:latest`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
     /// The backend's address, over `OLLAMA_HOST` and the defaults.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
     /// For the `openai` backend: the name of the environment variable that
     /// holds the API key (the key itself never appears in a workflow or record).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub api_key_env: Option<Spanned<String>>,
     /// How long Ollama keeps the model loaded (`5m`, `0`).
     #[serde(default)]
+    #[schemars(schema_with = "duration_schema")]
     pub keep_alive: Option<Spanned<Value>>,
     /// Sampling and runtime options (`num_ctx`, `temperature`, …).
     #[serde(default)]
+    #[schemars(schema_with = "super::options::json_schema")]
     pub options: IndexMap<Spanned<String>, Spanned<Value>>,
+}
+
+/// `600s`, `10m`, `1h30m`, or seconds as a number.
+fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            {"type": "string", "description": "a duration such as `600s`, `10m` or `1h30m`"},
+            {"type": "number", "exclusiveMinimum": 0, "description": "seconds"}
+        ]
+    })
+}
+
+/// `256MiB`, `1GiB`, `512MB`, or bytes as a number.
+fn size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            {"type": "string", "pattern": "^[0-9]+ *(B|KiB|MiB|GiB|KB|kB|MB|GB)?$", "description": "a size such as `256MiB` or `1GiB`"},
+            {"type": "integer", "minimum": 1, "description": "bytes"}
+        ]
+    })
+}
+
+/// The backends a model may name.
+fn backend_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"enum": super::BackendKind::NAMES})
+}
+
+/// The JSON Schema of a workflow file (schema version 1), generated from the
+/// types the loader reads it with; `chimera schema` prints it for editors.
+pub fn workflow_json_schema() -> Value {
+    let mut schema = schemars::schema_for!(RawWorkflow).to_value();
+    if let Some(map) = schema.as_object_mut() {
+        map.insert("title".into(), "Chimera workflow (version 1)".into());
+    }
+    schema
 }
