@@ -13,6 +13,7 @@ pub mod llm;
 pub mod plugin;
 pub mod progress;
 pub mod record;
+pub mod stats;
 pub mod template;
 pub mod workflow;
 
