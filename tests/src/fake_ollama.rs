@@ -106,6 +106,45 @@ pub struct FakeConfig {
     /// order; the last one answers every request after them. Empty: this
     /// script answers every request.
     pub next: Vec<FakeConfig>,
+    /// Delays computed from each request's options instead of the fixed
+    /// ones above (for comparisons).
+    pub latency: Option<Latency>,
+}
+
+/// How the fake's speed answers to a request's options, as a real server's
+/// does, with seeded jitter: the time to first token grows with `num_ctx`,
+/// the time per token with `num_predict`, and the first chat loads the
+/// model (the delay before its first token, reported as `load_duration`).
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// Time to first token at `num_ctx` 0 …
+    pub ttft: Duration,
+    /// … plus this much per 1024 tokens of `num_ctx` (default 2048).
+    pub ttft_per_kctx: Duration,
+    /// Time per token at `num_predict` 0 …
+    pub per_token: Duration,
+    /// … plus this much per 100 tokens of `num_predict` (default 128).
+    pub per_token_per_100_predict: Duration,
+    /// Each delay is scaled by a factor drawn uniformly from
+    /// `1 ± jitter`, from a generator seeded with `seed`.
+    pub jitter: f64,
+    pub seed: u64,
+    /// The first chat request's model load.
+    pub cold_load: Duration,
+}
+
+impl Latency {
+    /// This request's (first-token, per-token) delays; `draw` gives the
+    /// next jitter factors.
+    fn delays(&self, options: &Value, mut draw: impl FnMut() -> f64) -> (Duration, Duration) {
+        let num = |key: &str, default: f64| options[key].as_f64().unwrap_or(default);
+        let ttft = self.ttft + self.ttft_per_kctx.mul_f64(num("num_ctx", 2048.0) / 1024.0);
+        let token = self.per_token
+            + self
+                .per_token_per_100_predict
+                .mul_f64(num("num_predict", 128.0) / 100.0);
+        (ttft.mul_f64(draw()), token.mul_f64(draw()))
+    }
 }
 
 impl Default for FakeConfig {
@@ -128,7 +167,15 @@ impl FakeConfig {
             error_text: None,
             metrics: Metrics::default(),
             next: Vec::new(),
+            latency: None,
         }
+    }
+
+    /// Computes the delays from each request's options (see [`Latency`]).
+    #[must_use]
+    pub fn latency(mut self, latency: Latency) -> Self {
+        self.latency = Some(latency);
+        self
     }
 
     /// Streams `n` tokens `tok0 `, `tok1 `, ….
@@ -233,6 +280,7 @@ impl FakeOllama {
                 Ollama {
                     config,
                     chats: AtomicUsize::new(0),
+                    jitter_state: std::sync::atomic::AtomicU64::new(0),
                 },
             ),
         }
@@ -258,6 +306,8 @@ struct Ollama {
     config: FakeConfig,
     /// Chat (and generate) requests answered so far, to pick their script.
     chats: AtomicUsize,
+    /// The jitter generator's state (0: not seeded yet).
+    jitter_state: std::sync::atomic::AtomicU64,
 }
 
 impl Respond for Ollama {
@@ -266,13 +316,45 @@ impl Respond for Ollama {
         writer: &mut OwnedWriteHalf,
         request: &RecordedRequest,
     ) -> std::io::Result<bool> {
-        let config = match (request.method.as_str(), request.path.as_str()) {
-            ("POST", "/api/chat" | "/api/generate") => self
-                .config
-                .script(self.chats.fetch_add(1, Ordering::SeqCst)),
-            _ => &self.config,
+        let (config, chat) = match (request.method.as_str(), request.path.as_str()) {
+            ("POST", "/api/chat" | "/api/generate") => {
+                let n = self.chats.fetch_add(1, Ordering::SeqCst);
+                (self.config.script(n), Some(n))
+            }
+            _ => (&self.config, None),
         };
-        respond(writer, request, config).await
+        match (&config.latency, chat) {
+            (Some(latency), Some(n)) => {
+                let (ttft, per_token) = latency.delays(&request.body["options"], || {
+                    // xorshift64*, seeded: the same requests get the same delays.
+                    let mut x = self.jitter_state.load(Ordering::SeqCst);
+                    if x == 0 {
+                        x = latency.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    }
+                    x ^= x >> 12;
+                    x ^= x << 25;
+                    x ^= x >> 27;
+                    self.jitter_state.store(x, Ordering::SeqCst);
+                    let unit =
+                        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+                    1.0 + latency.jitter * (2.0 * unit - 1.0)
+                });
+                let load = if n == 0 {
+                    latency.cold_load
+                } else {
+                    Duration::from_millis(1)
+                };
+                let mut timed = config.clone();
+                timed.first_token_delay = load + ttft;
+                timed.token_delay = per_token;
+                timed.metrics.load_duration =
+                    Some(u64::try_from(load.as_nanos()).unwrap_or(u64::MAX));
+                timed.metrics.prompt_eval_duration =
+                    Some(u64::try_from(ttft.as_nanos()).unwrap_or(u64::MAX));
+                respond(writer, request, &timed).await
+            }
+            _ => respond(writer, request, config).await,
+        }
     }
 }
 

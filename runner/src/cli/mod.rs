@@ -2,8 +2,10 @@
 //!
 //! Exit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow.
 
+mod compare;
 mod inspect;
 mod prepare;
+mod repeat;
 mod run;
 
 use crate::plugin::{ComponentCache, PluginHost};
@@ -43,6 +45,33 @@ enum Command {
         /// Also search the `plugins/` directory beside this workflow.
         #[arg(long)]
         workflow: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two run records (single runs or repeats) metric by metric:
+    /// medians, the change, a 95 % bootstrap interval of the ratio, the
+    /// Mann-Whitney U p-value and a verdict (better, worse, no detectable
+    /// difference). Records that differ in more than model options
+    /// (templates, plugins, models, chimera, machine) are refused unless
+    /// `--force`, which lists the differences.
+    Compare {
+        /// The baseline record's directory.
+        baseline: PathBuf,
+        /// The candidate record's directory.
+        candidate: PathBuf,
+        /// Compare even when the records differ in more than model options.
+        #[arg(long)]
+        force: bool,
+        /// Count cold calls (the first after a model load).
+        #[arg(long)]
+        include_cold: bool,
+        /// Seed of the bootstrap.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write `comparison.md` and `comparison.json` into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -87,6 +116,8 @@ enum Command {
         /// model overrides (from its `run.json`).
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["workflow", "out", "input", "backend", "model", "set"])]
         resume: Option<PathBuf>,
+        #[command(flatten)]
+        plan: PlanArgs,
         /// With `--resume`: continue even though the workflow or a template
         /// changed since the run began (each change is printed). Without it
         /// such a resume is refused, since the stages kept and the stages run
@@ -152,6 +183,25 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Repeats, over the workflow's `runs:` and `warmup:`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct PlanArgs {
+    /// Measured runs (of each side of a `compare:`); over the workflow's
+    /// `runs:`. More than one writes `summary.md`/`summary.json` (or
+    /// `comparison.*`) with n, mean, sd, CV, min, p50, p95, max and a 95 %
+    /// interval of the mean for every metric.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with = "resume")]
+    runs: Option<u32>,
+    /// Warm-up runs before the measured ones: recorded, left out of every
+    /// statistic; over the workflow's `warmup:`.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(0..=10_000), conflicts_with = "resume")]
+    warmup: Option<u32>,
+    /// Count cold calls (the first after a model load) in the call metrics;
+    /// by default they are left out and counted separately.
+    #[arg(long, conflicts_with = "resume")]
+    include_cold: bool,
 }
 
 /// What `run` and `render` share: the input and model overrides.
@@ -235,6 +285,23 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 Ok(())
             }
             Command::Plugins { workflow, json } => inspect::plugins(workflow, json).await,
+            Command::Compare {
+                baseline,
+                candidate,
+                force,
+                include_cold,
+                seed,
+                out,
+                json,
+            } => compare::compare(&compare::CompareArgs {
+                baseline,
+                candidate,
+                force,
+                json,
+                include_cold,
+                seed,
+                out,
+            }),
             Command::Schema => {
                 let schema = crate::workflow::workflow_json_schema();
                 println!(
@@ -255,7 +322,20 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 quiet,
                 resume,
                 force,
-            } => run::run_workflow(workflow, run, out, json, quiet, resume, force).await,
+                plan,
+            } => {
+                run::run_workflow(run::RunCommand {
+                    workflow,
+                    args: run,
+                    out,
+                    json,
+                    quiet,
+                    resume,
+                    force,
+                    plan,
+                })
+                .await
+            }
             Command::Models {
                 ollama_host,
                 openai_host,

@@ -16,6 +16,9 @@ pub(super) struct Checked {
     pub templates: Arc<Templates>,
     pub resolver: Resolver,
     pub plugins: std::collections::HashMap<String, crate::check::CheckedPlugin>,
+    /// With a `compare:` block: the baseline and the candidate, each the
+    /// workflow with its side's overrides, checked whole (labelled).
+    pub sides: Vec<(String, Checked)>,
 }
 
 impl Checked {
@@ -121,10 +124,42 @@ pub(super) async fn prepare(
     let plugins = crate::check::workflow(&workflow, &resolver, &templates, host)
         .await
         .map_err(|problems| fail(2, &workflow.errors(problems).to_string()))?;
+    let mut sides = Vec::new();
+    if let Some(compare) = workflow.plan.compare.clone() {
+        for side in [&compare.baseline, &compare.candidate] {
+            let mut side_workflow = workflow.clone();
+            side_workflow
+                .apply(&side.overrides)
+                .map_err(|e| fail(2, &e.to_string()))?;
+            if let Some(persona) = &side.persona {
+                for agent in &mut side_workflow.agents {
+                    agent.persona = Some(persona.clone());
+                }
+            }
+            // Each side renders in an environment of its own, so its record
+            // names only the templates it loaded.
+            let side_templates = Arc::new(Templates::new(templates.search_path().to_vec()));
+            let side_plugins =
+                crate::check::workflow(&side_workflow, &resolver, &side_templates, host)
+                    .await
+                    .map_err(|problems| fail(2, &side_workflow.errors(problems).to_string()))?;
+            sides.push((
+                side.label.clone(),
+                Checked {
+                    workflow: side_workflow,
+                    templates: side_templates,
+                    resolver: resolver.clone(),
+                    plugins: side_plugins,
+                    sides: Vec::new(),
+                },
+            ));
+        }
+    }
     Ok(Checked {
         workflow,
         templates,
         resolver,
         plugins,
+        sides,
     })
 }

@@ -1,7 +1,8 @@
 //! `chimera run` (with `--resume`) and `chimera render`.
 
 use super::prepare::{Checked, prepare};
-use super::{RunArgs, fail, host, release_at_exit};
+use super::repeat;
+use super::{PlanArgs, RunArgs, fail, host, release_at_exit};
 use crate::engine::{self, RunOptions};
 use crate::engine::{template_file, template_files};
 use crate::llm::Timeouts;
@@ -58,15 +59,34 @@ async fn identify_models(
     }
 }
 
-pub(super) async fn run_workflow(
-    workflow: Option<PathBuf>,
-    mut args: RunArgs,
-    mut out: Option<PathBuf>,
-    json: bool,
-    quiet: bool,
-    resume: Option<PathBuf>,
-    force: bool,
-) -> Result<(), u8> {
+/// `chimera run`'s arguments.
+pub(super) struct RunCommand {
+    pub workflow: Option<PathBuf>,
+    pub args: RunArgs,
+    pub out: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+    pub resume: Option<PathBuf>,
+    pub force: bool,
+    pub plan: PlanArgs,
+}
+
+pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
+    let RunCommand {
+        workflow,
+        mut args,
+        mut out,
+        json,
+        quiet,
+        resume,
+        force,
+        plan,
+    } = command;
+    let PlanArgs {
+        runs,
+        warmup,
+        include_cold,
+    } = plan;
     let mut earlier_run = None;
     let (path, resume) = match resume {
         Some(dir) => {
@@ -82,6 +102,15 @@ pub(super) async fn run_workflow(
                     ),
                 )
             })?;
+            if let Some(plan) = &invocation.part_of_plan {
+                return Err(fail(
+                    2,
+                    &format!(
+                        "error: cannot resume {}: it is one run of a plan ({plan}); a plan's runs are compared with each other, so run the workflow again",
+                        dir.display()
+                    ),
+                ));
+            }
             let earlier = Resume::load(&dir).map_err(|e| fail(2, &format!("error: {e}")))?;
             args.input = invocation.input.clone();
             args.backend = invocation.backend.clone();
@@ -119,11 +148,15 @@ pub(super) async fn run_workflow(
             eprintln!("warning: resuming although {change}");
         }
     }
-    let Checked {
-        workflow,
-        templates,
-        ..
-    } = checked;
+    let mut checked = checked;
+    if let Some(runs) = runs {
+        checked.workflow.plan.runs = runs;
+    }
+    if let Some(warmup) = warmup {
+        checked.workflow.plan.warmup = warmup;
+    }
+    let plan = checked.workflow.plan.clone();
+    let planned = resume.is_none() && (plan.runs > 1 || plan.warmup > 0 || plan.compare.is_some());
     let (stop, interrupt) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -147,8 +180,52 @@ pub(super) async fn run_workflow(
             templates: provenance.template_path.clone(),
             plugins: provenance.plugin_path.clone(),
         }),
-        templates: template_files(&templates),
+        templates: template_files(&checked.templates),
+        part_of_plan: None,
     };
+    if planned {
+        let root = repeat::plan_dir(out.as_deref(), &checked.workflow.name)?;
+        let mut sides = Vec::new();
+        let side_checks = std::mem::take(&mut checked.sides);
+        if side_checks.is_empty() {
+            sides.push(repeat::Side {
+                label: None,
+                checked,
+                provenance,
+            });
+        } else {
+            for (label, mut side) in side_checks {
+                side.workflow.plan = plan.clone();
+                let mut side_provenance = side.provenance()?;
+                identify_models(&mut side_provenance, &backends, &side.workflow).await;
+                sides.push(repeat::Side {
+                    label: Some(label),
+                    checked: side,
+                    provenance: side_provenance,
+                });
+            }
+        }
+        let invocation = Invocation {
+            part_of_plan: Some(root.path().display().to_string()),
+            ..invocation
+        };
+        let shared = repeat::Shared {
+            host: &host,
+            backends,
+            input: args.input.clone(),
+            quiet: quiet || json,
+            interrupt,
+            invocation: serde_json::to_value(&invocation).unwrap_or_default(),
+        };
+        let result = repeat::run_plan(sides, shared, &root, json, include_cold).await;
+        release_at_exit(host);
+        return result;
+    }
+    let Checked {
+        workflow,
+        templates,
+        ..
+    } = checked;
     let options = RunOptions {
         input: args.input.clone(),
         out,

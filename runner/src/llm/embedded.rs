@@ -227,6 +227,7 @@ fn gguf_sha256(path: &std::path::Path) -> Option<String> {
 /// Copies a generation's stats into the record.
 fn fill(record: &mut CallRecord, s: &Stats) {
     record.load_duration_ms = Some(s.load_ms.unwrap_or(0.0));
+    record.cold = Some(s.load_ms.is_some());
     record.prompt_eval_count = s.prompt_tokens;
     record.prompt_eval_duration_ms = s.prompt_ms;
     record.eval_count = s.eval_count;

@@ -136,14 +136,21 @@ pub struct CallRecord {
     /// follows from it). Reports label these figures as estimates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub estimated: Vec<String>,
+    /// Whether the call began by loading the model (`embedded`: this call
+    /// loaded the GGUF; `ollama`: a `load_duration` of at least
+    /// [`COLD_LOAD_MS`]); such a call is left out of warm statistics.
+    /// `None` when the backend cannot tell (OpenAI-compatible servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold: Option<bool>,
     /// The model as the server named it in its answer (an OpenAI-compatible
     /// server's `model`), when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
 }
 
-/// How an estimated count was made, for [`CallRecord::estimated`] readers.
-pub const ESTIMATED_FROM_CHUNKS: &str = "streamed chunks counted as tokens";
+/// The `load_duration` from which an Ollama call counts as cold: a resident
+/// model reports a few milliseconds, a load from disk hundreds or thousands.
+pub const COLD_LOAD_MS: f64 = 100.0;
 
 /// Why a call failed, for code that reacts to the kind (retries, exit codes,
 /// metrics). The message a person reads is [`LlmError`]'s `Display`.

@@ -315,6 +315,7 @@ impl Call {
         let count = |key: &str| value.get(key).and_then(Value::as_u64);
         r.total_duration_ms = nanos("total_duration").map(|n| n / 1e6);
         r.load_duration_ms = nanos("load_duration").map(|n| n / 1e6);
+        r.cold = r.load_duration_ms.map(|ms| ms >= super::COLD_LOAD_MS);
         r.prompt_eval_duration_ms = nanos("prompt_eval_duration").map(|n| n / 1e6);
         r.eval_duration_ms = nanos("eval_duration").map(|n| n / 1e6);
         r.prompt_eval_count = count("prompt_eval_count");

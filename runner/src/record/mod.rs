@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod provenance;
 pub mod report;
 pub mod resume;
+pub mod samples;
+pub mod summary;
 
 use crate::plugin::{LoadKind, StageFailure};
 use serde::Serialize;

@@ -130,6 +130,111 @@ impl Machine {
     }
 }
 
+/// What a comparison declares its two sides change, beyond model options
+/// (which a comparison may always change).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Declared {
+    /// Backend, model name, host (and so the model's identity).
+    pub models: bool,
+    /// Templates (a side sets its own persona).
+    pub templates: bool,
+}
+
+/// What differs between two runs' provenance beyond model options and what
+/// `declared` covers, for people; empty when the runs are comparable.
+pub fn differences(a: &Provenance, b: &Provenance, declared: Declared) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut diff = |what: String, x: String, y: String| {
+        if x != y {
+            out.push(format!("{what}: `{x}` against `{y}`"));
+        }
+    };
+    if !declared.templates {
+        let names: std::collections::BTreeSet<&String> = a
+            .templates
+            .iter()
+            .chain(&b.templates)
+            .map(|t| &t.name)
+            .collect();
+        for name in names {
+            let sha = |p: &Provenance| {
+                p.templates
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .map_or_else(|| "absent".to_owned(), |t| short(&t.sha256))
+            };
+            diff(format!("template `{name}`"), sha(a), sha(b));
+        }
+    }
+    let references: std::collections::BTreeSet<&String> = a
+        .plugins
+        .iter()
+        .chain(&b.plugins)
+        .map(|p| &p.reference)
+        .collect();
+    for reference in references {
+        let sha = |p: &Provenance| {
+            p.plugins
+                .iter()
+                .find(|q| &q.reference == reference)
+                .map_or_else(|| "absent".to_owned(), |q| short(&q.sha256))
+        };
+        diff(format!("plugin `{reference}`"), sha(a), sha(b));
+    }
+    if !declared.models {
+        for m in &a.models {
+            let other = b
+                .models
+                .iter()
+                .find(|n| n.agent == m.agent && n.stage == m.stage);
+            let show = |s: Option<&StageModel>| {
+                s.map_or_else(
+                    || "no model".to_owned(),
+                    |s| {
+                        format!(
+                            "{} {} at {} ({})",
+                            s.backend,
+                            s.name,
+                            s.host.as_deref().unwrap_or("the default host"),
+                            s.identity.as_deref().unwrap_or("identity n/a")
+                        )
+                    },
+                )
+            };
+            diff(
+                format!("the model of `{}/{}`", m.agent, m.stage),
+                show(Some(m)),
+                show(other),
+            );
+        }
+    }
+    diff(
+        "chimera".into(),
+        format!("{} {}", a.chimera.version, a.chimera.git_commit),
+        format!("{} {}", b.chimera.version, b.chimera.git_commit),
+    );
+    let machine = |m: &Machine| {
+        format!(
+            "{}, {} cores, {} bytes, {}",
+            m.cpu.as_deref().unwrap_or("cpu n/a"),
+            m.cores.map_or_else(|| "n/a".to_owned(), |c| c.to_string()),
+            m.memory_bytes
+                .map_or_else(|| "n/a".to_owned(), |b| b.to_string()),
+            m.os.as_deref().unwrap_or("os n/a")
+        )
+    };
+    diff(
+        "the machine".into(),
+        machine(&a.machine),
+        machine(&b.machine),
+    );
+    out
+}
+
+fn short(sha: &str) -> String {
+    sha.get(..12).unwrap_or(sha).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

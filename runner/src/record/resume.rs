@@ -125,6 +125,10 @@ pub struct Invocation {
     /// The templates the run was checked with, and their hashes.
     #[serde(default)]
     pub templates: Vec<TemplateFile>,
+    /// Set for a run that is one of a plan's (a repeat, a warm-up, a side
+    /// of a comparison): `--resume` cannot repeat such a run on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of_plan: Option<String>,
 }
 
 /// The template and plugin search paths of a run.

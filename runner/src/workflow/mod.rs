@@ -6,6 +6,7 @@ mod diagnostic;
 pub mod node;
 pub mod options;
 pub mod overrides;
+pub mod plan;
 mod schema;
 mod validate;
 
@@ -61,6 +62,8 @@ pub struct Workflow {
     pub name: String,
     pub description: Option<String>,
     pub agents: Vec<Agent>,
+    /// Repeats, warm-up and comparison.
+    pub plan: plan::Plan,
     source: String,
 }
 
@@ -199,13 +202,30 @@ impl Workflow {
         } else {
             dir
         };
-        let (name, description, agents) = validate::check(raw)?;
+        let mut problems = Vec::new();
+        let plan = plan::check(
+            raw.runs.as_ref(),
+            raw.warmup.as_ref(),
+            raw.compare.as_ref(),
+            &mut problems,
+        );
+        let checked = validate::check(raw);
+        let (name, description, agents) = match checked {
+            Ok(c) if problems.is_empty() => c,
+            Ok(_) => return Err(problems),
+            Err(mut more) => {
+                more.append(&mut problems);
+                more.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
+                return Err(more);
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             dir,
             name,
             description,
             agents,
+            plan,
             source: source.to_owned(),
         })
     }

@@ -5,7 +5,7 @@ use super::{BackendKind, Diagnostic, FileErrors, Pos, Workflow, options};
 use serde_json::Value;
 
 /// Overrides applied to every stage that has a model.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub backend: Option<String>,
     pub model: Option<String>,

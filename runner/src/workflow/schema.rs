@@ -11,6 +11,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::node::Node;
+use super::plan::RawCompare;
 
 /// A Chimera workflow: agents, each with a persona and ordered stages.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -29,6 +30,19 @@ pub struct RawWorkflow {
     pub model: Option<RawModel>,
     #[schemars(with = "Vec<RawAgent>")]
     pub agents: Spanned<Vec<RawAgent>>,
+    /// Measured runs of the whole workflow (of each side, when comparing);
+    /// default 1. `--runs` overrides it.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 10000))]
+    pub runs: Option<Spanned<u32>>,
+    /// Warm-up runs before the measured ones: recorded, left out of every
+    /// statistic; default 0. `--warmup` overrides it.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(max = 10000))]
+    pub warmup: Option<Spanned<u32>>,
+    /// A baseline and a candidate to compare, run interleaved.
+    #[serde(default)]
+    pub compare: Option<RawCompare>,
 }
 
 /// One agent: a persona and ordered stages.

@@ -1,0 +1,251 @@
+//! Running a workflow's plan: warm-up runs, measured repeats, and a
+//! baseline against a candidate, interleaved. Every run is a complete run
+//! record of its own under the plan's directory (`warmup-N/`, `run-N/`, one
+//! directory per side when comparing); the plan's directory adds
+//! `summary.*` or `comparison.*`.
+
+use super::fail;
+use super::prepare::Checked;
+use crate::engine::{self, Backends, RunOptions};
+use crate::plugin::PluginHost;
+use crate::progress::Progress;
+use crate::record::provenance::Provenance;
+use crate::record::samples::Samples;
+use crate::record::summary::{Comparison, RepeatSummary, RunRef, summaries};
+use crate::record::{RunDir, RunStatus};
+use crate::workflow::plan::Order;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One side to run: its label (none without a comparison), checked
+/// workflow and provenance.
+pub(super) struct Side {
+    pub label: Option<String>,
+    pub checked: Checked,
+    pub provenance: Provenance,
+}
+
+/// What every run of the plan shares.
+pub(super) struct Shared<'a> {
+    pub host: &'a PluginHost,
+    pub backends: Backends,
+    pub input: PathBuf,
+    pub quiet: bool,
+    pub interrupt: tokio::sync::watch::Receiver<bool>,
+    pub invocation: serde_json::Value,
+}
+
+/// The order the runs go in: each side's warm-up runs first (alternating
+/// between sides), then the measured runs, alternating or in a seeded
+/// shuffle.
+fn schedule(
+    sides: usize,
+    runs: u32,
+    warmup: u32,
+    order: Order,
+    seed: u64,
+) -> Vec<(usize, bool, u32)> {
+    let mut plan = Vec::new();
+    for i in 1..=warmup {
+        plan.extend((0..sides).map(|s| (s, true, i)));
+    }
+    let mut measured: Vec<(usize, bool, u32)> = (1..=runs)
+        .flat_map(|i| (0..sides).map(move |s| (s, false, i)))
+        .collect();
+    if order == Order::Shuffle {
+        measured.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    }
+    plan.extend(measured);
+    plan
+}
+
+/// Runs the plan into `root`; the exit code as `run` reports it.
+pub(super) async fn run_plan(
+    sides: Vec<Side>,
+    shared: Shared<'_>,
+    root: &RunDir,
+    json: bool,
+    include_cold: bool,
+) -> Result<(), u8> {
+    let workflow_plan = sides[0].checked.workflow.plan.clone();
+    let (runs, warmup) = (workflow_plan.runs, workflow_plan.warmup);
+    let (order, seed) = workflow_plan
+        .compare
+        .as_ref()
+        .map_or((Order::Alternate, 1), |c| (c.order, c.seed));
+    let schedule = schedule(sides.len(), runs, warmup, order, seed);
+    let mut done: Vec<RunRef> = Vec::new();
+    let mut measured: Vec<Vec<PathBuf>> = vec![Vec::new(); sides.len()];
+    let mut failed = false;
+    let mut interrupted = false;
+    for (n, (s, warm, i)) in schedule.iter().enumerate() {
+        let side = &sides[*s];
+        let kind = if *warm { "warmup" } else { "run" };
+        let relative: PathBuf = side
+            .label
+            .as_deref()
+            .map_or_else(PathBuf::new, PathBuf::from)
+            .join(format!("{kind}-{i}"));
+        if !shared.quiet {
+            eprintln!(
+                "== {}/{}: {}{kind} {i}",
+                n + 1,
+                schedule.len(),
+                side.label
+                    .as_deref()
+                    .map_or_else(String::new, |l| format!("{l} "))
+            );
+        }
+        let options = RunOptions {
+            input: shared.input.clone(),
+            out: Some(root.path().join(&relative)),
+            backends: shared.backends.clone(),
+            observer: Arc::new(Progress::new(shared.quiet || json)),
+            stop_after: None,
+            interrupt: Some(shared.interrupt.clone()),
+            resume: None,
+            invocation: shared.invocation.clone(),
+            templates: side.checked.templates.clone(),
+            provenance: side.provenance.clone(),
+        };
+        let outcome = engine::run(&side.checked.workflow, shared.host, &options)
+            .await
+            .map_err(|e| {
+                fail(
+                    if matches!(e, engine::EngineError::MissingInput(_)) {
+                        2
+                    } else {
+                        1
+                    },
+                    &format!("error: {e}"),
+                )
+            })?;
+        let status = match outcome.metrics.status {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        };
+        for stage in outcome.metrics.stages.iter().filter(|s| s.error.is_some()) {
+            if let Some(error) = &stage.error {
+                eprintln!(
+                    "error: {}: stage `{}/{}` failed: {error}",
+                    relative.display(),
+                    stage.agent,
+                    stage.stage
+                );
+            }
+        }
+        done.push(RunRef {
+            side: side.label.clone(),
+            kind: kind.into(),
+            index: *i,
+            dir: relative.display().to_string(),
+            status: status.into(),
+        });
+        match outcome.metrics.status {
+            RunStatus::Ok if !*warm => measured[*s].push(outcome.dir),
+            RunStatus::Ok => {}
+            RunStatus::Failed => failed = true,
+            RunStatus::Interrupted => {
+                interrupted = true;
+                break;
+            }
+        }
+    }
+    let record_error = |e: std::io::Error| {
+        fail(
+            1,
+            &format!(
+                "error: cannot write the record in {}: {e}",
+                root.path().display()
+            ),
+        )
+    };
+    let samples: Vec<Samples> = measured
+        .iter()
+        .map(|dirs| Samples::of_runs(dirs, include_cold))
+        .collect::<Result<_, _>>()
+        .map_err(record_error)?;
+    let text = if sides.len() == 2 {
+        let label = |i: usize| sides[i].label.clone().unwrap_or_default();
+        let mut comparison = Comparison::of(
+            (&label(0), &samples[0]),
+            (&label(1), &samples[1]),
+            seed,
+            include_cold,
+        );
+        comparison.order = done;
+        comparison.provenance_differences = crate::record::provenance::differences(
+            &sides[0].provenance,
+            &sides[1].provenance,
+            side_overrides(&sides),
+        );
+        let md = comparison.write(root).map_err(record_error)?;
+        if json {
+            serde_json::to_string_pretty(&comparison).unwrap_or_default()
+        } else {
+            md
+        }
+    } else {
+        let summary = RepeatSummary {
+            runs,
+            warmup,
+            include_cold,
+            cold_calls_left_out: samples[0].cold_calls,
+            order: done,
+            metrics: summaries(&samples[0]),
+        };
+        let md = crate::record::summary::write_summary(root, &summary).map_err(record_error)?;
+        if json {
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        } else {
+            md
+        }
+    };
+    println!("{}", text.trim_end());
+    if !json {
+        println!("record: {}", root.path().display());
+    }
+    if interrupted {
+        eprintln!(
+            "the plan was interrupted; the runs that finished are in {}",
+            root.path().display()
+        );
+        Err(130)
+    } else if failed {
+        eprintln!("some runs failed; their records say why");
+        Err(1)
+    } else {
+        Ok(())
+    }
+}
+
+/// What the sides of a comparison declare they change, so that only other
+/// differences in their provenance are reported.
+fn side_overrides(sides: &[Side]) -> crate::record::provenance::Declared {
+    let mut declared = crate::record::provenance::Declared::default();
+    if let Some(compare) = &sides[0].checked.workflow.plan.compare {
+        for side in [&compare.baseline, &compare.candidate] {
+            declared.models |= side.overrides.backend.is_some()
+                || side.overrides.model.is_some()
+                || side
+                    .overrides
+                    .set
+                    .iter()
+                    .any(|s| !s.starts_with("model.options."));
+            declared.templates |= side.persona.is_some();
+        }
+    }
+    declared
+}
+
+/// The directory of a plan's record: `--out`, or a new one under `runs/`.
+pub(super) fn plan_dir(out: Option<&Path>, workflow: &str) -> Result<RunDir, u8> {
+    match out {
+        Some(out) => RunDir::at(out.to_path_buf()),
+        None => RunDir::create(Path::new("runs"), workflow, jiff::Timestamp::now()),
+    }
+    .map_err(|e| fail(1, &format!("error: cannot create the run directory: {e}")))
+}
