@@ -249,3 +249,40 @@ pub(super) fn plan_dir(out: Option<&Path>, workflow: &str) -> Result<RunDir, u8>
     }
     .map_err(|e| fail(1, &format!("error: cannot create the run directory: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_ups_come_first_and_measured_runs_alternate_or_shuffle_by_seed() {
+        let alternate = schedule(2, 3, 1, Order::Alternate, 1);
+        assert_eq!(
+            alternate,
+            [
+                (0, true, 1),
+                (1, true, 1),
+                (0, false, 1),
+                (1, false, 1),
+                (0, false, 2),
+                (1, false, 2),
+                (0, false, 3),
+                (1, false, 3)
+            ]
+        );
+        let shuffled = schedule(2, 10, 1, Order::Shuffle, 42);
+        assert_eq!(shuffled, schedule(2, 10, 1, Order::Shuffle, 42), "seeded");
+        assert_ne!(shuffled, schedule(2, 10, 1, Order::Shuffle, 43));
+        assert_eq!(shuffled[..2], [(0, true, 1), (1, true, 1)]);
+        let mut measured = shuffled[2..].to_vec();
+        assert_ne!(
+            measured,
+            schedule(2, 10, 0, Order::Alternate, 1),
+            "shuffled"
+        );
+        measured.sort_unstable();
+        let mut expected = schedule(2, 10, 0, Order::Alternate, 1);
+        expected.sort_unstable();
+        assert_eq!(measured, expected, "every run once");
+    }
+}
