@@ -11,6 +11,26 @@ pub fn nearest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
         .map(|(_, c)| c)
 }
 
+/// The help for a name that is not one of `candidates`: "did you mean
+/// `x`?" for a likely typo, else `<intro>: `a`, `b`, …`, or `empty` when
+/// there are no candidates.
+pub fn help<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str> + Clone,
+    intro: &str,
+    empty: &str,
+) -> String {
+    if let Some(s) = nearest(input, candidates.clone()) {
+        return format!("did you mean `{s}`?");
+    }
+    let list: Vec<String> = candidates.into_iter().map(|c| format!("`{c}`")).collect();
+    if list.is_empty() {
+        empty.to_owned()
+    } else {
+        format!("{intro}: {}", list.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::nearest;

@@ -72,20 +72,12 @@ pub fn check(plugin: &str, stage: &Stage, schema: &Value, earlier: &[String]) ->
                         crate::workflow::node::pointer_segment(&name)
                     );
                     let valid = properties();
-                    let help = match crate::suggest::nearest(&name, valid.iter().copied()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None if valid.is_empty() => {
-                            format!("plugin `{plugin}` takes no settings here")
-                        }
-                        None => format!(
-                            "plugin `{plugin}` takes: {}",
-                            valid
-                                .iter()
-                                .map(|v| format!("`{v}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    };
+                    let help = crate::suggest::help(
+                        &name,
+                        valid.iter().copied(),
+                        &format!("plugin `{plugin}` takes"),
+                        &format!("plugin `{plugin}` takes no settings here"),
+                    );
                     Diagnostic::new(
                         format!(
                             "unknown key `{name}` in the `with:` of stage `{}` (plugin `{plugin}`)",
@@ -97,24 +89,12 @@ pub fn check(plugin: &str, stage: &Stage, schema: &Value, earlier: &[String]) ->
                 }
                 ValidationErrorKind::Format { format } if format == STAGE_FORMAT => {
                     let value = error.instance().as_str().unwrap_or_default().to_owned();
-                    let help = match crate::suggest::nearest(
+                    let help = crate::suggest::help(
                         &value,
                         earlier.iter().map(String::as_str),
-                    ) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None if earlier.is_empty() => {
-                            "it is the agent's first stage, so there is no earlier stage to name"
-                                .to_owned()
-                        }
-                        None => format!(
-                            "earlier stages: {}",
-                            earlier
-                                .iter()
-                                .map(|v| format!("`{v}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    };
+                        "earlier stages",
+                        "it is the agent's first stage, so there is no earlier stage to name",
+                    );
                     Diagnostic::new(
                         format!(
                             "`{key}: {value}` in stage `{}` names no earlier stage of its agent",

@@ -105,35 +105,7 @@ enum Command {
     /// The record holds `report.md` (for agents with a `report:` template),
     /// `metrics.json`, `calls.jsonl` (every prompt and response with its
     /// metrics) and `outputs/<agent>/<stage>.json`.
-    Run {
-        /// The workflow YAML file.
-        #[arg(required_unless_present = "resume")]
-        workflow: Option<PathBuf>,
-        #[command(flatten)]
-        run: RunArgs,
-        /// Continue an interrupted or failed run in its directory: completed
-        /// stages are kept, the rest run with the same workflow, input and
-        /// model overrides (from its `run.json`).
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["workflow", "out", "input", "backend", "model", "set"])]
-        resume: Option<PathBuf>,
-        #[command(flatten)]
-        plan: PlanArgs,
-        /// With `--resume`: continue even though the workflow or a template
-        /// changed since the run began (each change is printed). Without it
-        /// such a resume is refused, since the stages kept and the stages run
-        /// again would come from different sources.
-        #[arg(long, requires = "resume")]
-        force: bool,
-        /// Write the run record here instead of a new directory under `runs/`.
-        #[arg(short, long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Print the run summary as JSON on stdout instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// No progress lines on stderr.
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    Run(run::RunCommand),
     /// List the models each backend offers: the embedded catalogue (and which
     /// are downloaded), Ollama's pulled models (`/api/tags`), and an
     /// OpenAI-compatible server's models (`/v1/models`).
@@ -314,28 +286,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 command: PluginCommand::Check { file, json },
             } => inspect::check_plugin(&file, json).await,
             Command::Templates { workflow, json } => inspect::templates(workflow.as_deref(), json),
-            Command::Run {
-                workflow,
-                run,
-                out,
-                json,
-                quiet,
-                resume,
-                force,
-                plan,
-            } => {
-                run::run_workflow(run::RunCommand {
-                    workflow,
-                    args: run,
-                    out,
-                    json,
-                    quiet,
-                    resume,
-                    force,
-                    plan,
-                })
-                .await
-            }
+            Command::Run(command) => run::run_workflow(command).await,
             Command::Models {
                 ollama_host,
                 openai_host,

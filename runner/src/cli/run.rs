@@ -60,15 +60,35 @@ async fn identify_models(
 }
 
 /// `chimera run`'s arguments.
+#[derive(Debug, clap::Args)]
 pub(super) struct RunCommand {
+    /// The workflow YAML file.
+    #[arg(required_unless_present = "resume")]
     pub workflow: Option<PathBuf>,
+    #[command(flatten)]
     pub args: RunArgs,
-    pub out: Option<PathBuf>,
-    pub json: bool,
-    pub quiet: bool,
+    /// Continue an interrupted or failed run in its directory: completed
+    /// stages are kept, the rest run with the same workflow, input and
+    /// model overrides (from its `run.json`).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["workflow", "out", "input", "backend", "model", "set"])]
     pub resume: Option<PathBuf>,
-    pub force: bool,
+    #[command(flatten)]
     pub plan: PlanArgs,
+    /// With `--resume`: continue even though the workflow or a template
+    /// changed since the run began (each change is printed). Without it
+    /// such a resume is refused, since the stages kept and the stages run
+    /// again would come from different sources.
+    #[arg(long, requires = "resume")]
+    pub force: bool,
+    /// Write the run record here instead of a new directory under `runs/`.
+    #[arg(short, long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the run summary as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {

@@ -149,38 +149,23 @@ pub fn differences(a: &Provenance, b: &Provenance, declared: Declared) -> Vec<St
             out.push(format!("{what}: `{x}` against `{y}`"));
         }
     };
-    if !declared.templates {
-        let names: std::collections::BTreeSet<&String> = a
-            .templates
-            .iter()
-            .chain(&b.templates)
-            .map(|t| &t.name)
-            .collect();
+    // Same names, same hashes, or say which differ.
+    let mut by_name = |what: &str, a: Vec<(&String, &String)>, b: Vec<(&String, &String)>| {
+        let names: std::collections::BTreeSet<&String> =
+            a.iter().chain(&b).map(|(n, _)| *n).collect();
         for name in names {
-            let sha = |p: &Provenance| {
-                p.templates
-                    .iter()
-                    .find(|t| &t.name == name)
-                    .map_or_else(|| "absent".to_owned(), |t| short(&t.sha256))
+            let sha = |side: &[(&String, &String)]| {
+                side.iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or_else(|| "absent".to_owned(), |(_, h)| short(h))
             };
-            diff(format!("template `{name}`"), sha(a), sha(b));
+            diff(format!("{what} `{name}`"), sha(&a), sha(&b));
         }
+    };
+    if !declared.templates {
+        by_name("template", template_hashes(a), template_hashes(b));
     }
-    let references: std::collections::BTreeSet<&String> = a
-        .plugins
-        .iter()
-        .chain(&b.plugins)
-        .map(|p| &p.reference)
-        .collect();
-    for reference in references {
-        let sha = |p: &Provenance| {
-            p.plugins
-                .iter()
-                .find(|q| &q.reference == reference)
-                .map_or_else(|| "absent".to_owned(), |q| short(&q.sha256))
-        };
-        diff(format!("plugin `{reference}`"), sha(a), sha(b));
-    }
+    by_name("plugin", plugin_hashes(a), plugin_hashes(b));
     if !declared.models {
         for m in &a.models {
             let other = b
@@ -231,6 +216,17 @@ pub fn differences(a: &Provenance, b: &Provenance, declared: Declared) -> Vec<St
     out
 }
 
+fn template_hashes(p: &Provenance) -> Vec<(&String, &String)> {
+    p.templates.iter().map(|t| (&t.name, &t.sha256)).collect()
+}
+
+fn plugin_hashes(p: &Provenance) -> Vec<(&String, &String)> {
+    p.plugins
+        .iter()
+        .map(|q| (&q.reference, &q.sha256))
+        .collect()
+}
+
 fn short(sha: &str) -> String {
     sha.get(..12).unwrap_or(sha).to_owned()
 }
@@ -248,5 +244,53 @@ mod tests {
             assert!(m.memory_bytes.is_some_and(|b| b > 1 << 20), "{m:?}");
             assert!(m.kernel.is_some(), "{m:?}");
         }
+    }
+
+    #[test]
+    fn differences_name_what_changed_unless_it_is_declared() {
+        let template = |sha: &str| TemplateFile {
+            name: "personas/p.j2".into(),
+            file: PathBuf::from("/t/personas/p.j2"),
+            root: PathBuf::from("/t"),
+            sha256: sha.into(),
+        };
+        let model = |name: &str, num_ctx: i64| StageModel {
+            agent: "a".into(),
+            stage: "s".into(),
+            backend: "ollama".into(),
+            name: name.into(),
+            host: None,
+            options: [("num_ctx".to_owned(), Value::from(num_ctx))]
+                .into_iter()
+                .collect(),
+            identity: None,
+        };
+        let a = Provenance {
+            templates: vec![template("aaaa")],
+            models: vec![model("gemma3", 512)],
+            ..Provenance::default()
+        };
+        let options_only = Provenance {
+            models: vec![model("gemma3", 8192)],
+            ..a.clone()
+        };
+        assert!(differences(&a, &options_only, Declared::default()).is_empty());
+        let b = Provenance {
+            templates: vec![template("bbbb")],
+            models: vec![model("llama3", 512)],
+            ..a.clone()
+        };
+        let found = differences(&a, &b, Declared::default());
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("template `personas/p.j2`"),
+            "{found:?}"
+        );
+        assert!(found[1].starts_with("the model of `a/s`"), "{found:?}");
+        let declared = Declared {
+            models: true,
+            templates: true,
+        };
+        assert!(differences(&a, &b, declared).is_empty());
     }
 }

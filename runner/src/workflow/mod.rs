@@ -212,7 +212,10 @@ impl Workflow {
         let checked = validate::check(raw);
         let (name, description, agents) = match checked {
             Ok(c) if problems.is_empty() => c,
-            Ok(_) => return Err(problems),
+            Ok(_) => {
+                problems.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
+                return Err(problems);
+            }
             Err(mut more) => {
                 more.append(&mut problems);
                 more.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));

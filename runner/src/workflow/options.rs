@@ -148,7 +148,7 @@ const OPTIONS: &[(&str, Kind, &str)] = &[
 ];
 
 /// The names of every known option, in declaration order.
-pub fn known() -> impl Iterator<Item = &'static str> {
+pub fn known() -> impl Iterator<Item = &'static str> + Clone {
     OPTIONS.iter().map(|(n, _, _)| *n)
 }
 
@@ -187,18 +187,7 @@ pub fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// Checks one option; `Err((message, help))` when it is unknown or ill-typed.
 pub fn check(name: &str, value: &Value) -> Result<(), (String, Option<String>)> {
     let Some((_, kind, meaning)) = OPTIONS.iter().find(|(n, _, _)| *n == name) else {
-        let help = crate::suggest::nearest(name, known()).map_or_else(
-            || {
-                format!(
-                    "known options: {}",
-                    known()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
-            |s| format!("did you mean `{s}`?"),
-        );
+        let help = crate::suggest::help(name, known(), "known options", "");
         return Err((format!("unknown model option `{name}`"), Some(help)));
     };
     let fits = match *kind {

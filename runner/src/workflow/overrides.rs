@@ -48,10 +48,7 @@ impl Overrides {
 /// `arg` is the argument as typed, for the message.
 fn backend(name: &str, arg: &str) -> Result<BackendKind, OverrideError> {
     BackendKind::parse(name).ok_or_else(|| {
-        let hint = crate::suggest::nearest(name, BackendKind::NAMES).map_or_else(
-            || format!("backends: {}", BackendKind::NAMES.join(", ")),
-            |s| format!("did you mean `{s}`?"),
-        );
+        let hint = crate::suggest::help(name, BackendKind::NAMES, "backends", "");
         OverrideError::new(arg, name, format!("unknown backend `{name}`"), Some(hint))
     })
 }

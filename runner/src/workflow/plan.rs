@@ -205,10 +205,9 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
         .filter(|b| BackendKind::parse(&b.value).is_none())
     {
         errors.push(
-            Diagnostic::new(format!("unknown backend `{}`", b.value), pos(b)).help(format!(
-                "backends: {}",
-                BackendKind::NAMES.map(|n| format!("`{n}`")).join(", ")
-            )),
+            Diagnostic::new(format!("unknown backend `{}`", b.value), pos(b)).help(
+                crate::suggest::help(&b.value, BackendKind::NAMES, "backends", ""),
+            ),
         );
     }
     let mut set = Vec::new();

@@ -61,17 +61,7 @@ fn yaml_diagnostic(error: &serde_saphyr::Error) -> Diagnostic {
             .map(|v| v.trim().trim_matches('`'))
             .filter(|v| !v.is_empty() && *v != "or")
             .collect();
-        let help = match crate::suggest::nearest(field, valid.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => format!(
-                "valid keys here: {}",
-                valid
-                    .iter()
-                    .map(|v| format!("`{v}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let help = crate::suggest::help(field, valid.iter().copied(), "valid keys here", "");
         return Diagnostic::new(format!("unknown key `{field}`"), pos).help(help);
     }
     if let Some(field) = text
@@ -531,15 +521,7 @@ fn merge_models(
     let backend_kind = match backend {
         None => BackendKind::Ollama,
         Some(b) => BackendKind::parse(&b.value).unwrap_or_else(|| {
-            let help = crate::suggest::nearest(&b.value, BackendKind::NAMES).map_or_else(
-                || {
-                    format!(
-                        "backends: {}",
-                        BackendKind::NAMES.map(|n| format!("`{n}`")).join(", ")
-                    )
-                },
-                |s| format!("did you mean `{s}`?"),
-            );
+            let help = crate::suggest::help(&b.value, BackendKind::NAMES, "backends", "");
             let d = Diagnostic::new(format!("unknown backend `{}`", b.value), pos(b)).help(help);
             if !errors.contains(&d) {
                 errors.push(d);
