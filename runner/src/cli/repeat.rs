@@ -182,11 +182,17 @@ pub(super) async fn run_plan(
             &sides[1].provenance,
             side_overrides(&sides),
         );
-        let md = comparison.write(root).map_err(record_error)?;
+        comparison.write(root).map_err(record_error)?;
         if json {
             serde_json::to_string_pretty(&comparison).unwrap_or_default()
         } else {
-            md
+            format!(
+                "{} against {}, {runs} measured run{} each:\n\n{}",
+                comparison.candidate,
+                comparison.baseline,
+                if runs == 1 { "" } else { "s" },
+                comparison.screen()
+            )
         }
     } else {
         let summary = RepeatSummary {

@@ -181,6 +181,7 @@ impl Comparison {
                 (Verdict::NoDetectableDifference, Some(n)) => {
                     format!("no detectable difference (~{n} runs each to detect 5 %)")
                 }
+                (Verdict::NoDetectableDifference, None) => m.verdict.to_string(),
                 (v, _) => format!("**{v}**"),
             };
             out.push_str(&format!(
@@ -196,6 +197,11 @@ impl Comparison {
             ));
         }
         out
+    }
+
+    /// The table and the note on cold calls: what a terminal shows.
+    pub fn screen(&self) -> String {
+        self.table() + &cold_note(self.include_cold, self.cold_calls_left_out)
     }
 
     /// Writes `comparison.json` and `comparison.md`; the markdown text.
@@ -218,8 +224,7 @@ impl Comparison {
             self.test,
             self.alpha
         );
-        md.push_str(&self.table());
-        md.push_str(&cold_note(self.include_cold, self.cold_calls_left_out));
+        md.push_str(&self.screen());
         if !self.provenance_differences.is_empty() {
             md.push_str("\n## Provenance differences not declared by the comparison\n\n");
             for d in &self.provenance_differences {
