@@ -201,3 +201,38 @@ fn a_duplicate_stage_id_points_at_the_first_definition() {
     assert!(stderr.contains("= note: first defined here"), "{stderr}");
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn a_comparison_side_is_checked_like_the_workflow() {
+    let project = Project::new(|y| {
+        y.replace(
+            "agents:\n",
+            "runs: 2\ncompare:\n  baseline: {label: stock}\n  candidate:\n    label: terse\n    prompt: {analyze: prompts/terse.md.j2, analyse: prompts/terse.md.j2}\nagents:\n",
+        )
+    });
+    let (code, stderr) = project.validate();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`prompt:` names stage `analyse`")
+            && stderr.contains("did you mean `analyze`?"),
+        "{stderr}"
+    );
+    // Fixed, the side's own template must still exist and compile.
+    let project = Project::new(|y| {
+        y.replace(
+            "agents:\n",
+            "runs: 2\ncompare:\n  baseline: {label: stock}\n  candidate:\n    label: terse\n    prompt: {analyze: prompts/terse.md.j2}\nagents:\n",
+        )
+    });
+    let stderr = refused_before_any_call(&project);
+    assert!(
+        stderr.contains("prompt template `prompts/terse.md.j2` not found"),
+        "{stderr}"
+    );
+    project.template(
+        "prompts/terse.md.j2",
+        "Summarise {{ total_files }} files.\n",
+    );
+    let (code, stderr) = project.validate();
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -131,9 +131,16 @@ pub(super) async fn prepare(
             side_workflow
                 .apply(&side.overrides)
                 .map_err(|e| fail(2, &e.to_string()))?;
-            if let Some(persona) = &side.persona {
-                for agent in &mut side_workflow.agents {
+            for agent in &mut side_workflow.agents {
+                if let Some(persona) = &side.persona {
                     agent.persona = Some(persona.clone());
+                }
+                for stage in &mut agent.stages {
+                    if let Some((_, prompt)) =
+                        side.prompts.iter().find(|(id, _)| id.value == stage.id)
+                    {
+                        stage.prompt = Some(prompt.clone());
+                    }
                 }
             }
             // Each side renders in an environment of its own, so its record

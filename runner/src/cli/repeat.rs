@@ -241,7 +241,7 @@ fn side_overrides(sides: &[Side]) -> crate::record::provenance::Declared {
                     .set
                     .iter()
                     .any(|s| !s.starts_with("model.options."));
-            declared.templates |= side.persona.is_some();
+            declared.templates |= side.persona.is_some() || !side.prompts.is_empty();
         }
     }
     declared

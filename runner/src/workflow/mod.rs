@@ -210,6 +210,13 @@ impl Workflow {
             &mut problems,
         );
         let checked = validate::check(raw);
+        if let Ok((_, _, agents)) = &checked {
+            let ids: Vec<&str> = agents
+                .iter()
+                .flat_map(|a| a.stages.iter().map(|s| s.id.as_str()))
+                .collect();
+            plan::check_prompt_stages(&plan, &ids, &mut problems);
+        }
         let (name, description, agents) = match checked {
             Ok(c) if problems.is_empty() => c,
             Ok(_) => {

@@ -64,6 +64,10 @@ pub struct RawSide {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub persona: Option<Spanned<String>>,
+    /// Prompt templates by stage id: `{analyze: prompts/terse.md.j2}`.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub prompt: IndexMap<Spanned<String>, Spanned<String>>,
 }
 
 /// The checked plan.
@@ -109,6 +113,8 @@ pub struct Side {
     pub label: String,
     pub overrides: Overrides,
     pub persona: Option<Located<String>>,
+    /// (stage id, prompt template) for every stage with that id.
+    pub prompts: Vec<(Located<String>, Located<String>)>,
 }
 
 /// Most runs a plan may ask for, per side.
@@ -237,13 +243,17 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
         }
         set.push(format!("{}={text}", key.value));
     }
-    if let Some(p) = &raw.persona
-        && let Err(why) = crate::template::check_name(&p.value)
-    {
-        errors.push(Diagnostic::new(
-            format!("template name `{}` {why}", p.value),
-            pos(p),
-        ));
+    let located = |s: &Spanned<String>| Located {
+        value: s.value.clone(),
+        pos: pos(s),
+    };
+    for t in raw.persona.iter().chain(raw.prompt.values()) {
+        if let Err(why) = crate::template::check_name(&t.value) {
+            errors.push(Diagnostic::new(
+                format!("template name `{}` {why}", t.value),
+                pos(t),
+            ));
+        }
     }
     Side {
         label,
@@ -252,9 +262,39 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
             model: raw.model.as_ref().map(|m| m.value.clone()),
             set,
         },
-        persona: raw.persona.as_ref().map(|p| Located {
-            value: p.value.clone(),
-            pos: pos(p),
-        }),
+        persona: raw.persona.as_ref().map(located),
+        prompts: raw
+            .prompt
+            .iter()
+            .map(|(stage, template)| (located(stage), located(template)))
+            .collect(),
+    }
+}
+
+/// A side's `prompt:` must name stages the workflow has.
+pub fn check_prompt_stages(plan: &Plan, stage_ids: &[&str], errors: &mut Vec<Diagnostic>) {
+    let Some(compare) = &plan.compare else {
+        return;
+    };
+    for side in [&compare.baseline, &compare.candidate] {
+        for (stage, _) in &side.prompts {
+            if !stage_ids.contains(&stage.value.as_str()) {
+                errors.push(
+                    Diagnostic::new(
+                        format!(
+                            "`prompt:` names stage `{}`, which the workflow does not have",
+                            stage.value
+                        ),
+                        stage.pos,
+                    )
+                    .help(crate::suggest::help(
+                        &stage.value,
+                        stage_ids.iter().copied(),
+                        "stages",
+                        "",
+                    )),
+                );
+            }
+        }
     }
 }
