@@ -1,7 +1,8 @@
 //! How a stage fails: the failure kinds a record keeps, and a wasmtime
 //! error turned into one with the plugin's own words where it left any.
 
-use super::{MAX_OUTPUT_BYTES, WriteLimitExceeded};
+use super::MAX_OUTPUT_BYTES;
+use super::write_limit::WriteLimitExceeded;
 use std::time::Duration;
 
 /// Why a stage failed. Serialized as `{"kind": "timed_out", "message": "…"}`.

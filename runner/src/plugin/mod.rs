@@ -9,6 +9,7 @@ mod imports;
 pub mod interface;
 mod prepare;
 mod resolve;
+mod write_limit;
 
 pub use builtin::{Builtin, GUEST_BUILD_DIR, builtins};
 pub use cache::{ComponentCache, LoadKind};
@@ -19,12 +20,14 @@ pub use resolve::{PluginSource, Resolver};
 
 use failure::trap_failure;
 use prepare::{Preparer, Slot};
+pub use write_limit::files_under;
+use write_limit::{WRITE_CHECK_TICKS, WriteLimitExceeded, bytes_under};
 
 use imports::StageState;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -569,57 +572,6 @@ impl PluginHost {
         timings.llm = store.data().llm_time();
         timings
     }
-}
-
-/// How many epoch ticks pass between checks of a stage's `write:` directory
-/// size (10 ticks = 100 ms). Between checks a plugin can write at most what
-/// the disk takes in that time plus one host call's data.
-const WRITE_CHECK_TICKS: u32 = 10;
-
-/// A stage left more in its `write:` directory than its `write_limit:`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "the plugin wrote more than its limit of {} MiB into `{guest}`; raise the stage's `write_limit:` if it needs more",
-    .limit >> 20
-)]
-struct WriteLimitExceeded {
-    guest: String,
-    limit: u64,
-}
-
-impl WriteLimitExceeded {
-    fn new(grant: &Grant, limit: u64) -> Self {
-        Self {
-            guest: grant.guest.clone(),
-            limit,
-        }
-    }
-}
-
-/// The regular files under `dir` and their sizes; links are not followed.
-pub fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                files.push((entry.path(), entry.metadata().map_or(0, |m| m.len())));
-            }
-        }
-    }
-    files
-}
-
-fn bytes_under(dir: &Path) -> u64 {
-    files_under(dir).iter().map(|(_, bytes)| bytes).sum()
 }
 
 fn deadline_check(deadline: Instant) -> UpdateDeadline {
