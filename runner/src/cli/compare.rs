@@ -72,6 +72,10 @@ pub(super) fn compare(args: &CompareArgs) -> Result<(), u8> {
         args.include_cold,
     );
     comparison.provenance_differences = found;
+    let skipped = comparison_skipped(&a, &b, args.include_cold);
+    if skipped > 0 {
+        eprintln!("warning: {skipped} run(s) that did not end `ok` are left out");
+    }
     if let Some(out) = &args.out {
         let dir = RunDir::at(out.clone())
             .map_err(|e| fail(1, &format!("error: cannot create {}: {e}", out.display())))?;
@@ -97,4 +101,13 @@ pub(super) fn compare(args: &CompareArgs) -> Result<(), u8> {
         print!("{}", comparison.table());
     }
     Ok(())
+}
+
+/// Runs of the two records that did not end `ok` (left out of the samples).
+fn comparison_skipped(a: &[PathBuf], b: &[PathBuf], include_cold: bool) -> usize {
+    [a, b]
+        .iter()
+        .filter_map(|dirs| Samples::of_runs(dirs, include_cold).ok())
+        .map(|s| s.skipped_runs)
+        .sum()
 }

@@ -187,16 +187,20 @@ pub(super) async fn run_plan(
             serde_json::to_string_pretty(&comparison).unwrap_or_default()
         } else {
             format!(
-                "{} against {}, {runs} measured run{} each:\n\n{}",
+                "{} ({} measured run{}) against {} ({}):\n\n{}",
                 comparison.candidate,
+                measured[1].len(),
+                if measured[1].len() == 1 { "" } else { "s" },
                 comparison.baseline,
-                if runs == 1 { "" } else { "s" },
+                measured[0].len(),
                 comparison.screen()
             )
         }
     } else {
         let summary = RepeatSummary {
-            runs,
+            // What was measured, which a failed or interrupted run makes
+            // fewer than asked for.
+            runs: u32::try_from(measured[0].len()).unwrap_or(u32::MAX),
             warmup,
             include_cold,
             cold_calls_left_out: samples[0].cold_calls,

@@ -29,6 +29,8 @@ pub struct Samples {
     pub metrics: BTreeMap<String, (Better, Vec<f64>)>,
     /// Cold calls left out.
     pub cold_calls: usize,
+    /// Runs left out because they did not end `ok`.
+    pub skipped_runs: usize,
 }
 
 impl Samples {
@@ -40,8 +42,13 @@ impl Samples {
             .push(value);
     }
 
-    /// Adds one run's `metrics.json`.
+    /// Adds one run's `metrics.json`; a run that did not end `ok` is left
+    /// out (and counted in `skipped_runs`).
     pub fn add_run(&mut self, metrics: &Value, include_cold: bool) {
+        if metrics["status"] != "ok" {
+            self.skipped_runs += 1;
+            return;
+        }
         if let Some(total) = metrics["total_ms"].as_f64() {
             self.push("run total_ms".into(), Better::Lower, total);
         }
@@ -67,9 +74,16 @@ impl Samples {
                 continue;
             }
             let stage = format!("{}/{}", text(&call["agent"]), text(&call["stage"]));
+            let estimated = |field: &str| {
+                call["estimated"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|f| f == field))
+            };
             for (field, better) in CALL_METRICS {
                 if let Some(v) = call[*field].as_f64() {
-                    self.push(format!("{stage} {field}"), *better, v);
+                    // An estimate is its own metric, named so in every table.
+                    let suffix = if estimated(field) { " (estimated)" } else { "" };
+                    self.push(format!("{stage} {field}{suffix}"), *better, v);
                 }
             }
         }
@@ -148,19 +162,23 @@ mod tests {
     #[test]
     fn cold_calls_and_unreported_figures_are_not_samples() {
         let metrics = json!({
+            "status": "ok",
             "total_ms": 100.0,
             "stages": [{"agent": "a", "stage": "s", "status": "ok", "wall_ms": 90.0},
                        {"agent": "a", "stage": "t", "status": "failed", "wall_ms": 5.0}],
             "calls": [
                 {"agent": "a", "stage": "s", "cold": true, "ttft_ms": 900.0, "error": null},
                 {"agent": "a", "stage": "s", "cold": false, "ttft_ms": 40.0, "tokens_per_second": null, "error": null},
+                {"agent": "a", "stage": "s", "cold": false, "ttft_ms": 41.0, "tokens_per_second": 9.0,
+                 "estimated": ["eval_count", "tokens_per_second"], "error": null},
                 {"agent": "a", "stage": "s", "ttft_ms": 45.0, "error": "boom"}
             ]
         });
         let mut warm = Samples::default();
         warm.add_run(&metrics, false);
-        assert_eq!(warm.metrics["a/s ttft_ms"].1, [40.0]);
+        assert_eq!(warm.metrics["a/s ttft_ms"].1, [40.0, 41.0]);
         assert!(!warm.metrics.contains_key("a/s tokens_per_second"));
+        assert_eq!(warm.metrics["a/s tokens_per_second (estimated)"].1, [9.0]);
         assert!(
             !warm.metrics.contains_key("a/t wall_ms"),
             "failed stages are not timed"
@@ -168,7 +186,11 @@ mod tests {
         assert_eq!(warm.cold_calls, 1);
         let mut all = Samples::default();
         all.add_run(&metrics, true);
-        assert_eq!(all.metrics["a/s ttft_ms"].1, [900.0, 40.0]);
+        assert_eq!(all.metrics["a/s ttft_ms"].1, [900.0, 40.0, 41.0]);
         assert_eq!(all.metrics["run total_ms"], (Better::Lower, vec![100.0]));
+        let mut failed = Samples::default();
+        failed.add_run(&json!({"status": "failed", "total_ms": 5.0}), false);
+        assert!(failed.metrics.is_empty());
+        assert_eq!(failed.skipped_runs, 1);
     }
 }

@@ -28,6 +28,7 @@ pub struct RunRef {
 /// `summary.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepeatSummary {
+    /// Runs measured (that ended `ok`).
     pub runs: u32,
     pub warmup: u32,
     /// Whether cold calls (the first after a model load) were counted.
@@ -184,8 +185,13 @@ impl Comparison {
                 (Verdict::NoDetectableDifference, None) => m.verdict.to_string(),
                 (v, _) => format!("**{v}**"),
             };
+            let p = if m.p_value < 0.001 {
+                "< 0.001".to_owned()
+            } else {
+                format!("{:.3}", m.p_value)
+            };
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.3} | {verdict} |\n",
+                "| {} | {} | {} | {} | {} | {p} | {verdict} |\n",
                 m.metric,
                 num(m.baseline.p50),
                 num(m.candidate.p50),
@@ -193,7 +199,6 @@ impl Comparison {
                     .map_or_else(|| "n/a".to_owned(), |p| format!("{p:+.1} %")),
                 m.ratio_ci95
                     .map_or_else(|| "n/a".to_owned(), |[lo, hi]| format!("{lo:.3} – {hi:.3}")),
-                m.p_value,
             ));
         }
         out

@@ -16,7 +16,7 @@ pub const RESAMPLES: usize = 10_000;
 pub const DETECT: f64 = 0.05;
 
 /// The Mann–Whitney U test, two-sided: U of `a` and the p-value. Exact
-/// (the distribution of U enumerated) when a sample has fewer than 8 values
+/// (the distribution of U enumerated) when a sample has at most 8 values
 /// and there are no ties, else the normal approximation with tie and
 /// continuity corrections: SciPy's `mannwhitneyu(..., method="auto")`.
 pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
@@ -56,10 +56,12 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     let u1 = r1 - f1 * (f1 + 1.0) / 2.0;
     let u = u1.max(f1 * f2 - u1);
     let tied = ties.iter().any(|t| *t > 1);
-    let p = if n1.min(n2) < 8 && !tied {
+    let p = if n1.min(n2) <= 8 && !tied {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let u = u.round() as usize;
-        2.0 * exact_sf(u, n1, n2)
+        // U's distribution is the same with the samples swapped; the table
+        // grows with the first one, so that is the smaller.
+        2.0 * exact_sf(u, n1.min(n2), n1.max(n2))
     } else {
         let n = f1 + f2;
         let tie_term: f64 = ties
@@ -246,8 +248,10 @@ fn runs_to_detect(a: Option<f64>, b: Option<f64>) -> Option<usize> {
     let normal = Normal::standard();
     let z = normal.inverse_cdf(1.0 - ALPHA / 2.0) + normal.inverse_cdf(0.8);
     let n = 2.0 * z * z * cv * cv / (DETECT * DETECT);
+    // Four a side is the fewest with which the exact test can reject at
+    // all (2 / C(8, 4) = 0.029; three a side cannot go below 0.1).
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Some((n.ceil() as usize).max(2))
+    Some((n.ceil() as usize).max(4))
 }
 
 #[cfg(test)]
@@ -273,6 +277,18 @@ mod tests {
         // Three against three can never go below 0.1.
         let (_, p) = mann_whitney(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).unwrap();
         assert!(close(p, 0.1, 1e-12), "{p}");
+        // Eight against eight is still exact: statistic 4.0,
+        // p 0.0018648018648018648 (the normal approximation: 0.00387...).
+        let a = [1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0];
+        let b = [5.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0];
+        let (u, p) = mann_whitney(&a, &b).unwrap();
+        assert_eq!(u, 4.0);
+        assert!(close(p, 0.001_864_801_864_801_864_8, 1e-12), "{p}");
+        // Lopsided, exact without a table of the large side's size:
+        // 0..3000 against [2999.5], statistic 0.0, p 0.0006664445184938354.
+        let many: Vec<f64> = (0..3000).map(f64::from).collect();
+        let (_, p) = mann_whitney(&many, &[2999.5]).unwrap();
+        assert!(close(p, 0.000_666_444_518_493_835_4, 1e-12), "{p}");
         // Ties: the normal approximation, statistic 29.0, p 0.11968367039603052.
         let a = [1.0, 2.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
         let b = [3.0, 4.0, 5.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0];
@@ -319,6 +335,11 @@ mod tests {
 
     #[test]
     fn runs_to_detect_grow_with_the_noise() {
+        assert_eq!(
+            runs_to_detect(Some(0.001), Some(0.001)),
+            Some(4),
+            "never fewer than can reject"
+        );
         let quiet = runs_to_detect(Some(0.02), Some(0.02)).unwrap();
         let noisy = runs_to_detect(Some(0.2), Some(0.2)).unwrap();
         assert!(noisy > quiet * 50, "{quiet} {noisy}");

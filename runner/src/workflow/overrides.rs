@@ -22,9 +22,10 @@ pub struct OverrideError(Box<FileErrors>);
 
 impl OverrideError {
     /// An error about `arg` (as typed, e.g. `--set model.host=x`), pointing
-    /// at `part` of it.
+    /// at `part` of it (its last occurrence: the value, for
+    /// `--set model.options.num_ctx=e`, not the `e` of `--set`).
     fn new(arg: &str, part: &str, message: String, help: Option<String>) -> Self {
-        let start = arg.find(part).unwrap_or(0);
+        let start = arg.rfind(part).unwrap_or(0);
         let pos = Pos {
             line: 1,
             column: arg[..start].chars().count() as u64 + 1,

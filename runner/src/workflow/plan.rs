@@ -193,7 +193,7 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
         .as_ref()
         .map_or_else(|| default_label.to_owned(), |l| l.value.clone());
     if let Some(l) = raw.label.as_ref().filter(|l| {
-        l.value.is_empty()
+        !l.value.starts_with(|c: char| c.is_ascii_alphanumeric())
             || !l
                 .value
                 .chars()
@@ -201,7 +201,7 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
     }) {
         errors.push(
             Diagnostic::new(format!("label `{}` is not a valid name", l.value), pos(l)).help(
-                "labels name directories of the record: use letters, digits, `-`, `_` and `.`",
+                "labels name directories of the record: use letters, digits, `-`, `_` and `.`, starting with a letter or digit",
             ),
         );
     }
@@ -231,6 +231,12 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
                 };
                 errors.push(Diagnostic::new(msg, at).help_opt(help));
             }
+        } else if key.value == "model.backend" && BackendKind::parse(&text).is_none() {
+            errors.push(
+                Diagnostic::new(format!("unknown backend `{text}`"), pos(value)).help(
+                    crate::suggest::help(&text, BackendKind::NAMES, "backends", ""),
+                ),
+            );
         } else if !matches!(
             key.value.as_str(),
             "model.host" | "model.keep_alive" | "model.name" | "model.backend"
