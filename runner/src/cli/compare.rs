@@ -65,14 +65,10 @@ pub(super) fn compare(args: &CompareArgs) -> Result<(), u8> {
         Samples::of_runs(dirs, args.include_cold)
             .map_err(|e| fail(2, &format!("error: cannot read a record: {e}")))
     };
-    let mut comparison = Comparison::of(
-        (&la, &samples(&a)?),
-        (&lb, &samples(&b)?),
-        args.seed,
-        args.include_cold,
-    );
+    let (base, cand) = (samples(&a)?, samples(&b)?);
+    let mut comparison = Comparison::of((&la, &base), (&lb, &cand), args.seed, args.include_cold);
     comparison.provenance_differences = found;
-    let skipped = comparison_skipped(&a, &b, args.include_cold);
+    let skipped = base.skipped_runs + cand.skipped_runs;
     if skipped > 0 {
         eprintln!("warning: {skipped} run(s) that did not end `ok` are left out");
     }
@@ -101,13 +97,4 @@ pub(super) fn compare(args: &CompareArgs) -> Result<(), u8> {
         print!("{}", comparison.table());
     }
     Ok(())
-}
-
-/// Runs of the two records that did not end `ok` (left out of the samples).
-fn comparison_skipped(a: &[PathBuf], b: &[PathBuf], include_cold: bool) -> usize {
-    [a, b]
-        .iter()
-        .filter_map(|dirs| Samples::of_runs(dirs, include_cold).ok())
-        .map(|s| s.skipped_runs)
-        .sum()
 }
