@@ -13,6 +13,7 @@ fn server(jitter: f64) -> FakeOllama {
     FakeOllama::start(FakeConfig::tokens(["a", "b", "c"]).latency(Latency {
         ttft: Duration::from_millis(20),
         ttft_per_kctx: Duration::from_millis(10),
+        ttft_per_temperature: Duration::ZERO,
         per_token: Duration::from_millis(1),
         per_token_per_100_predict: Duration::ZERO,
         jitter,

@@ -109,18 +109,45 @@ pub struct FakeConfig {
     /// Delays computed from each request's options instead of the fixed
     /// ones above (for comparisons).
     pub latency: Option<Latency>,
+    pub refusal: Refusal,
+}
+
+/// A switch the test holds: while set to (option, value), chats with that
+/// option value are refused with 400, as a server refuses bad options.
+#[derive(Debug, Clone, Default)]
+pub struct Refusal(std::sync::Arc<std::sync::Mutex<Option<(String, Value)>>>);
+
+impl Refusal {
+    pub fn set(&self, option: &str, value: Value) {
+        *self.0.lock().expect("refusal lock") = Some((option.to_owned(), value));
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().expect("refusal lock") = None;
+    }
+
+    fn refuses(&self, body: &Value) -> bool {
+        self.0
+            .lock()
+            .expect("refusal lock")
+            .as_ref()
+            .is_some_and(|(k, v)| body["options"][k] == *v)
+    }
 }
 
 /// How the fake's speed answers to a request's options, as a real server's
-/// does, with seeded jitter: the time to first token grows with `num_ctx`,
+/// does, with seeded jitter: the time to first token grows with `num_ctx` and
+/// `temperature`,
 /// the time per token with `num_predict`, and the first chat loads the
 /// model (the delay before its first token, reported as `load_duration`).
 #[derive(Debug, Clone)]
 pub struct Latency {
     /// Time to first token at `num_ctx` 0 …
     pub ttft: Duration,
-    /// … plus this much per 1024 tokens of `num_ctx` (default 2048).
+    /// … plus this much per 1024 tokens of `num_ctx` (default 2048) …
     pub ttft_per_kctx: Duration,
+    /// … plus this much per unit of `temperature` (default 0.8).
+    pub ttft_per_temperature: Duration,
     /// Time per token at `num_predict` 0 …
     pub per_token: Duration,
     /// … plus this much per 100 tokens of `num_predict` (default 128).
@@ -138,7 +165,9 @@ impl Latency {
     /// next jitter factors.
     fn delays(&self, options: &Value, mut draw: impl FnMut() -> f64) -> (Duration, Duration) {
         let num = |key: &str, default: f64| options[key].as_f64().unwrap_or(default);
-        let ttft = self.ttft + self.ttft_per_kctx.mul_f64(num("num_ctx", 2048.0) / 1024.0);
+        let ttft = self.ttft
+            + self.ttft_per_kctx.mul_f64(num("num_ctx", 2048.0) / 1024.0)
+            + self.ttft_per_temperature.mul_f64(num("temperature", 0.8));
         let token = self.per_token
             + self
                 .per_token_per_100_predict
@@ -168,7 +197,16 @@ impl FakeConfig {
             metrics: Metrics::default(),
             next: Vec::new(),
             latency: None,
+            refusal: Refusal::default(),
         }
+    }
+
+    /// Refuses (400) chats whose option matches what `refusal` is set to,
+    /// while it is set.
+    #[must_use]
+    pub fn refusing(mut self, refusal: Refusal) -> Self {
+        self.refusal = refusal;
+        self
     }
 
     /// Computes the delays from each request's options (see [`Latency`]).
@@ -323,6 +361,10 @@ impl Respond for Ollama {
             }
             _ => (&self.config, None),
         };
+        if chat.is_some() && config.refusal.refuses(&request.body) {
+            let refused = config.clone().fault(Fault::Status(400));
+            return respond(writer, request, &refused).await;
+        }
         match (&config.latency, chat) {
             (Some(latency), Some(n)) => {
                 let (ttft, per_token) = latency.delays(&request.body["options"], || {

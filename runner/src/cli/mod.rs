@@ -4,9 +4,12 @@
 
 mod compare;
 mod inspect;
+mod merge;
 mod prepare;
 mod repeat;
 mod run;
+mod shard;
+mod sweep;
 
 use crate::plugin::{ComponentCache, PluginHost};
 use clap::{ArgAction, Parser, Subcommand};
@@ -81,6 +84,31 @@ enum Command {
     /// completion and checks, e.g. with the first line of a workflow:
     /// `# yaml-language-server: $schema=chimera-workflow.schema.json`.
     Schema,
+    /// Look at a sweep (a workflow with a `matrix:`) before running it.
+    Sweep {
+        #[command(subcommand)]
+        command: SweepCommand,
+    },
+    /// Join the directories of a sweep's shards into one record: cells
+    /// de-duplicated by key and copied under `--out`, every statistic
+    /// recomputed from the runs' raw samples, and the cells no shard
+    /// finished listed. Shards run from a different workflow, template or
+    /// plugin are refused (the file is named). Exit code 1 when cells are
+    /// missing, unless `--allow-missing`.
+    Merge {
+        /// The shards' directories (`chimera run … --shard K/N --out DIR`).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The merged record's directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Exit 0 even when some cells have no finished record.
+        #[arg(long)]
+        allow_missing: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look at one plugin component.
     Plugin {
         #[command(subcommand)]
@@ -139,6 +167,23 @@ enum Command {
         agent: Option<String>,
         #[command(flatten)]
         run: RunArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SweepCommand {
+    /// List a sweep's cells: key (a hash of the cell's settings) and
+    /// settings. `--json` gives a list to fan out over (Argo's
+    /// `withParam`, a shell loop); `--shard K/N` lists one shard's cells.
+    Plan {
+        /// The workflow YAML file (with a `matrix:`).
+        workflow: PathBuf,
+        /// Only this shard's cells: `K/N` or `auto`.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -282,6 +327,26 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 );
                 Ok(())
             }
+            Command::Sweep {
+                command:
+                    SweepCommand::Plan {
+                        workflow,
+                        shard,
+                        json,
+                    },
+            } => {
+                let shard = shard
+                    .map(|s| shard::parse(&s, |k| std::env::var(k).ok()))
+                    .transpose()
+                    .map_err(|e| fail(2, &format!("error: {e}")))?;
+                sweep::plan(&workflow, shard, json)
+            }
+            Command::Merge {
+                dirs,
+                out,
+                allow_missing,
+                json,
+            } => merge::merge(&dirs, &out, allow_missing, json),
             Command::Plugin {
                 command: PluginCommand::Check { file, json },
             } => inspect::check_plugin(&file, json).await,

@@ -6,7 +6,8 @@ use crate::plugin::{PluginHost, Resolver};
 use crate::record::provenance::{Build, Machine, Provenance};
 use crate::record::resume::SearchPaths;
 use crate::template::Templates;
-use crate::workflow::{Overrides, Workflow, WorkflowError};
+use crate::workflow::overrides::Scope;
+use crate::workflow::{Located, Overrides, Workflow, WorkflowError};
 use std::sync::Arc;
 
 /// A workflow with the command line's overrides, checked whole
@@ -124,49 +125,70 @@ pub(super) async fn prepare(
     let plugins = crate::check::workflow(&workflow, &resolver, &templates, host)
         .await
         .map_err(|problems| fail(2, &workflow.errors(problems).to_string()))?;
-    let mut sides = Vec::new();
-    if let Some(compare) = workflow.plan.compare.clone() {
-        for side in [&compare.baseline, &compare.candidate] {
-            let mut side_workflow = workflow.clone();
-            side_workflow
-                .apply(&side.overrides)
-                .map_err(|e| fail(2, &e.to_string()))?;
-            for agent in &mut side_workflow.agents {
-                if let Some(persona) = &side.persona {
-                    agent.persona = Some(persona.clone());
-                }
-                for stage in &mut agent.stages {
-                    if let Some((_, prompt)) =
-                        side.prompts.iter().find(|(id, _)| id.value == stage.id)
-                    {
-                        stage.prompt = Some(prompt.clone());
-                    }
-                }
-            }
-            // Each side renders in an environment of its own, so its record
-            // names only the templates it loaded.
-            let side_templates = Arc::new(Templates::new(templates.search_path().to_vec()));
-            let side_plugins =
-                crate::check::workflow(&side_workflow, &resolver, &side_templates, host)
-                    .await
-                    .map_err(|problems| fail(2, &side_workflow.errors(problems).to_string()))?;
-            sides.push((
-                side.label.clone(),
-                Checked {
-                    workflow: side_workflow,
-                    templates: side_templates,
-                    resolver: resolver.clone(),
-                    plugins: side_plugins,
-                    sides: Vec::new(),
-                },
-            ));
-        }
-    }
-    Ok(Checked {
+    let mut checked = Checked {
         workflow,
         templates,
         resolver,
         plugins,
-        sides,
-    })
+        sides: Vec::new(),
+    };
+    if let Some(compare) = checked.workflow.plan.compare.clone() {
+        for side in [&compare.baseline, &compare.candidate] {
+            let personas: Vec<(Scope, Located<String>)> = side
+                .persona
+                .iter()
+                .map(|p| (Scope::default(), p.clone()))
+                .collect();
+            let mut variant = checked.variant(&side.overrides, &personas, host).await?;
+            for stage in variant
+                .workflow
+                .agents
+                .iter_mut()
+                .flat_map(|a| &mut a.stages)
+            {
+                if let Some((_, prompt)) = side.prompts.iter().find(|(id, _)| id.value == stage.id)
+                {
+                    stage.prompt = Some(prompt.clone());
+                }
+            }
+            checked.sides.push((side.label.clone(), variant));
+        }
+    }
+    Ok(checked)
+}
+
+impl Checked {
+    /// The workflow with `overrides` applied and `personas` set (each on
+    /// the agents its scope names), checked whole in a template
+    /// environment of its own, so its record names only the templates it
+    /// loaded: a comparison's side, a sweep's cell.
+    pub async fn variant(
+        &self,
+        overrides: &Overrides,
+        personas: &[(Scope, Located<String>)],
+        host: &PluginHost,
+    ) -> Result<Checked, u8> {
+        let mut workflow = self.workflow.clone();
+        workflow
+            .apply(overrides)
+            .map_err(|e| fail(2, &e.to_string()))?;
+        for agent in &mut workflow.agents {
+            for (scope, persona) in personas {
+                if scope.agent.as_deref().is_none_or(|a| a == agent.id) {
+                    agent.persona = Some(persona.clone());
+                }
+            }
+        }
+        let templates = Arc::new(Templates::new(self.templates.search_path().to_vec()));
+        let plugins = crate::check::workflow(&workflow, &self.resolver, &templates, host)
+            .await
+            .map_err(|problems| fail(2, &workflow.errors(problems).to_string()))?;
+        Ok(Checked {
+            workflow,
+            templates,
+            resolver: self.resolver.clone(),
+            plugins,
+            sides: Vec::new(),
+        })
+    }
 }

@@ -35,6 +35,18 @@ pub(super) struct Shared<'a> {
     pub quiet: bool,
     pub interrupt: tokio::sync::watch::Receiver<bool>,
     pub invocation: serde_json::Value,
+    /// Put before each run's progress heading (a sweep names its cell).
+    pub heading: String,
+}
+
+/// What running a plan's schedule left.
+pub(super) struct Executed {
+    /// Every run, in the order it ran.
+    pub done: Vec<RunRef>,
+    /// Per side, the measured runs that ended `ok`.
+    pub measured: Vec<Vec<PathBuf>>,
+    pub failed: bool,
+    pub interrupted: bool,
 }
 
 /// The order the runs go in: each side's warm-up runs first (alternating
@@ -61,14 +73,14 @@ fn schedule(
     plan
 }
 
-/// Runs the plan into `root`; the exit code as `run` reports it.
-pub(super) async fn run_plan(
-    sides: Vec<Side>,
-    shared: Shared<'_>,
+/// Runs every run of the plan into `root`, in schedule order; stops at an
+/// interrupt. `Err` only when a run could not start or its record could
+/// not be written.
+pub(super) async fn execute(
+    sides: &[Side],
+    shared: &Shared<'_>,
     root: &RunDir,
-    json: bool,
-    include_cold: bool,
-) -> Result<(), u8> {
+) -> Result<Executed, u8> {
     let workflow_plan = sides[0].checked.workflow.plan.clone();
     let (runs, warmup) = (workflow_plan.runs, workflow_plan.warmup);
     let (order, seed) = workflow_plan
@@ -90,7 +102,8 @@ pub(super) async fn run_plan(
             .join(format!("{kind}-{i}"));
         if !shared.quiet {
             eprintln!(
-                "== {}/{}: {}{kind} {i}",
+                "== {}{}/{}: {}{kind} {i}",
+                shared.heading,
                 n + 1,
                 schedule.len(),
                 side.label
@@ -102,7 +115,7 @@ pub(super) async fn run_plan(
             input: shared.input.clone(),
             out: Some(root.path().join(&relative)),
             backends: shared.backends.clone(),
-            observer: Arc::new(Progress::new(shared.quiet || json)),
+            observer: Arc::new(Progress::new(shared.quiet)),
             stop_after: None,
             interrupt: Some(shared.interrupt.clone()),
             resume: None,
@@ -154,6 +167,37 @@ pub(super) async fn run_plan(
             }
         }
     }
+    Ok(Executed {
+        done,
+        measured,
+        failed,
+        interrupted,
+    })
+}
+
+/// Runs the plan into `root` and writes its summary or comparison; the
+/// exit code as `run` reports it.
+pub(super) async fn run_plan(
+    sides: Vec<Side>,
+    shared: Shared<'_>,
+    root: &RunDir,
+    json: bool,
+    include_cold: bool,
+) -> Result<(), u8> {
+    let Executed {
+        done,
+        measured,
+        failed,
+        interrupted,
+    } = execute(&sides, &shared, root).await?;
+    let warmup = sides[0].checked.workflow.plan.warmup;
+    let seed = sides[0]
+        .checked
+        .workflow
+        .plan
+        .compare
+        .as_ref()
+        .map_or(1, |c| c.seed);
     let record_error = |e: std::io::Error| {
         fail(
             1,

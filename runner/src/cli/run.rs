@@ -30,7 +30,7 @@ fn engine_failure(e: &engine::EngineError) -> u8 {
 
 /// Asks each backend who its models are (once per distinct model), for the
 /// record: an answer the server does not give stays `null`.
-async fn identify_models(
+pub(super) async fn identify_models(
     provenance: &mut Provenance,
     backends: &engine::Backends,
     workflow: &crate::workflow::Workflow,
@@ -83,6 +83,18 @@ pub(super) struct RunCommand {
     /// Write the run record here instead of a new directory under `runs/`.
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// For a sweep (a workflow with `matrix:`): run only shard K of N of
+    /// its cells (`K/N`, 1-based), or `auto`: from a Slurm job array
+    /// (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes
+    /// Indexed Job (`JOB_COMPLETION_INDEX`, with the count in
+    /// `CHIMERA_SHARD_COUNT`). Join the shards with `chimera merge`.
+    #[arg(long, value_name = "K/N|auto", conflicts_with = "resume")]
+    pub shard: Option<String>,
+    /// For a sweep: the model host of each shard, in shard order (shard K
+    /// uses the K-th, wrapping round); repeatable. Like `--set
+    /// model.host=…`, but one per shard.
+    #[arg(long, value_name = "URL", conflicts_with = "resume")]
+    pub shard_host: Vec<String>,
     /// Print the run summary as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +113,8 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         resume,
         force,
         plan,
+        shard,
+        shard_host,
     } = command;
     let PlanArgs {
         runs,
@@ -176,6 +190,15 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         checked.workflow.plan.warmup = warmup;
     }
     let plan = checked.workflow.plan.clone();
+    if plan.matrix.is_none() && (shard.is_some() || !shard_host.is_empty()) {
+        return Err(fail(
+            2,
+            &format!(
+                "error: `--shard` and `--shard-host` split a sweep's cells, and `{}` has no `matrix:`",
+                path.display()
+            ),
+        ));
+    }
     let planned = resume.is_none() && (plan.runs > 1 || plan.warmup > 0 || plan.compare.is_some());
     let (stop, interrupt) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -203,6 +226,31 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         templates: template_files(&checked.templates),
         part_of_plan: None,
     };
+    if plan.matrix.is_some() {
+        let shard = shard
+            .map(|s| super::shard::parse(&s, |k| std::env::var(k).ok()))
+            .transpose()
+            .map_err(|e| fail(2, &format!("error: {e}")))?;
+        let root = repeat::plan_dir(out.as_deref(), &checked.workflow.name)?;
+        let shared = repeat::Shared {
+            host: &host,
+            backends,
+            input: args.input.clone(),
+            quiet: quiet || json,
+            interrupt,
+            invocation: serde_json::to_value(&invocation).unwrap_or_default(),
+            heading: String::new(),
+        };
+        let options = super::sweep::SweepOptions {
+            shard,
+            shard_hosts: shard_host,
+            include_cold,
+            json,
+        };
+        let result = super::sweep::run_sweep(&checked, shared, &root, &options).await;
+        release_at_exit(host);
+        return result;
+    }
     if planned {
         let root = repeat::plan_dir(out.as_deref(), &checked.workflow.name)?;
         let mut sides = Vec::new();
@@ -236,6 +284,7 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
             quiet: quiet || json,
             interrupt,
             invocation: serde_json::to_value(&invocation).unwrap_or_default(),
+            heading: String::new(),
         };
         let result = repeat::run_plan(sides, shared, &root, json, include_cold).await;
         release_at_exit(host);

@@ -9,6 +9,8 @@ pub mod report;
 pub mod resume;
 pub mod samples;
 pub mod summary;
+pub mod sweep;
+pub mod sweep_summary;
 
 use crate::plugin::{LoadKind, StageFailure};
 use serde::Serialize;

@@ -3,7 +3,9 @@
 //! says what was expected and, for a typo, the nearest valid name.
 
 mod diagnostic;
+pub mod matrix;
 pub mod node;
+pub mod objective;
 pub mod options;
 pub mod overrides;
 pub mod plan;
@@ -209,6 +211,30 @@ impl Workflow {
             raw.compare.as_ref(),
             &mut problems,
         );
+        let mut plan = plan;
+        if let Some(m) = &raw.matrix {
+            let at: Pos = m.referenced.into();
+            if raw.compare.is_some() {
+                problems.push(
+                    Diagnostic::new("a workflow has `matrix:` or `compare:`, not both", at)
+                        .help("a sweep ranks its cells by `objective:` and marks the ties; to compare two of them, run each as a side of `compare:`"),
+                );
+            }
+            plan.matrix = Some(matrix::check(&m.value, at, &mut problems));
+        }
+        if let Some(o) = &raw.objective {
+            let at: Pos = o.referenced.into();
+            if raw.matrix.is_none() {
+                problems.push(
+                    Diagnostic::new(
+                        "`objective:` ranks the cells of a `matrix:`, and there is none",
+                        at,
+                    )
+                    .help("add a `matrix:` or remove `objective:`"),
+                );
+            }
+            plan.objective = objective::check(&o.value, at, &mut problems);
+        }
         let checked = validate::check(raw);
         if let Ok((_, _, agents)) = &checked {
             let ids: Vec<&str> = agents
@@ -216,6 +242,9 @@ impl Workflow {
                 .flat_map(|a| a.stages.iter().map(|s| s.id.as_str()))
                 .collect();
             plan::check_prompt_stages(&plan, &ids, &mut problems);
+            if let Some(m) = &plan.matrix {
+                matrix::check_scopes(agents, m, &mut problems);
+            }
         }
         let (name, description, agents) = match checked {
             Ok(c) if problems.is_empty() => c,

@@ -1,7 +1,7 @@
 //! Command-line overrides of the models a workflow declares
 //! (`--backend`, `--model`, `--set model.options.num_ctx=1024`).
 
-use super::{BackendKind, Diagnostic, FileErrors, Pos, Workflow, options};
+use super::{Agent, BackendKind, Diagnostic, FileErrors, Pos, Workflow, options};
 use serde_json::Value;
 
 /// Overrides applied to every stage that has a model.
@@ -37,6 +37,130 @@ impl OverrideError {
             arg,
             vec![d],
         )))
+    }
+}
+
+/// Why a setting's key or value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub message: String,
+    pub help: Option<String>,
+    /// The key is at fault (else the value).
+    pub at_key: bool,
+}
+
+/// The settings `--set`, a comparison side's `set:` and a matrix axis take
+/// (after an optional scope).
+pub const SET_KEYS: &str =
+    "`model.options.<option>`, `model.host`, `model.keep_alive`, `model.name` or `model.backend`";
+
+/// Checks one setting (without its scope): a known key, and a value that
+/// fits it.
+///
+/// # Errors
+/// An unknown key, an option value out of range, an unknown backend.
+pub fn check_key(key: &str, value: &Value) -> Result<(), KeyError> {
+    if let Some(option) = key.strip_prefix("model.options.") {
+        return options::check(option, value).map_err(|(message, help)| KeyError {
+            at_key: message.starts_with("unknown"),
+            message,
+            help,
+        });
+    }
+    match key {
+        "model.host" | "model.keep_alive" | "model.name" => Ok(()),
+        "model.backend" => {
+            let name = value.as_str().unwrap_or_default();
+            match BackendKind::parse(name) {
+                Some(_) => Ok(()),
+                None => Err(KeyError {
+                    message: format!("unknown backend `{name}`"),
+                    help: Some(crate::suggest::help(
+                        name,
+                        BackendKind::NAMES,
+                        "backends",
+                        "",
+                    )),
+                    at_key: false,
+                }),
+            }
+        }
+        _ => Err(KeyError {
+            message: format!("unknown setting `{key}`"),
+            help: Some(format!(
+                "use {SET_KEYS}, optionally scoped as `<agent>:`, `<agent>/<stage>:` or `*/<stage>:`"
+            )),
+            at_key: true,
+        }),
+    }
+}
+
+/// Which stages a setting reaches: `model.options.num_ctx` every stage,
+/// `collector:model…` the stages of agent `collector`,
+/// `collector/analyze:model…` one stage, `*/analyze:model…` the stage
+/// `analyze` of every agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    pub agent: Option<String>,
+    pub stage: Option<String>,
+}
+
+/// Splits `agent/stage:model.options.num_ctx` into its scope and its key.
+pub fn split_scope(key: &str) -> (Scope, &str) {
+    let Some((scope, rest)) = key.split_once(':') else {
+        return (Scope::default(), key);
+    };
+    let (agent, stage) = match scope.split_once('/') {
+        Some((a, s)) => (a, Some(s.to_owned())),
+        None => (scope, None),
+    };
+    let agent = (agent != "*").then(|| agent.to_owned());
+    (Scope { agent, stage }, rest)
+}
+
+impl Scope {
+    pub fn matches(&self, agent: &str, stage: &str) -> bool {
+        self.agent.as_deref().is_none_or(|a| a == agent)
+            && self.stage.as_deref().is_none_or(|s| s == stage)
+    }
+
+    /// The scope must name an agent and a stage the workflow has.
+    ///
+    /// # Errors
+    /// For a name the workflow does not have (with the nearest one).
+    pub fn check(&self, agents: &[Agent]) -> Result<(), KeyError> {
+        let stages = || {
+            agents
+                .iter()
+                .flat_map(|a| a.stages.iter().map(move |s| (a, s)))
+        };
+        let unknown = |what: &str, name: &str, known: Vec<&str>| KeyError {
+            message: format!("the workflow has no {what} `{name}`"),
+            help: Some(crate::suggest::help(name, known, &format!("{what}s"), "")),
+            at_key: true,
+        };
+        if let Some(agent) = &self.agent
+            && !agents.iter().any(|a| &a.id == agent)
+        {
+            return Err(unknown(
+                "agent",
+                agent,
+                agents.iter().map(|a| a.id.as_str()).collect(),
+            ));
+        }
+        if let Some(stage) = &self.stage
+            && !stages().any(|(a, s)| &s.id == stage && self.matches(&a.id, &s.id))
+        {
+            return Err(unknown(
+                "stage",
+                stage,
+                stages()
+                    .filter(|(a, _)| self.agent.as_deref().is_none_or(|x| x == a.id))
+                    .map(|(_, s)| s.id.as_str())
+                    .collect(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -82,44 +206,38 @@ impl Workflow {
                 )
             })?;
             let value = scalar(raw.trim());
-            let key = key.trim();
-            if let Some(option) = key.strip_prefix("model.options.") {
-                options::check(option, &value).map_err(|(msg, help)| {
-                    // An unknown name is the key's fault, a bad value the value's.
-                    let part = if msg.starts_with("unknown") {
-                        option
-                    } else {
-                        raw
-                    };
-                    OverrideError::new(&format!("--set {pair}"), part, msg, help)
-                })?;
-            } else if !matches!(
-                key,
-                "model.host" | "model.keep_alive" | "model.name" | "model.backend"
-            ) {
-                return Err(OverrideError::new(
-                    &arg,
-                    key,
-                    format!("unknown `--set` key `{key}`"),
-                    Some("use `model.options.<option>`, `model.host`, `model.keep_alive`, `model.name` or `model.backend`".into()),
-                ));
-            } else if key == "model.backend" {
-                backend(value.as_str().unwrap_or_default(), &arg)?;
+            let (scope, key) = split_scope(key.trim());
+            check_key(key, &value).map_err(|e| {
+                // An unknown name is the key's fault, a bad value the value's.
+                let part = if e.at_key {
+                    key.strip_prefix("model.options.").unwrap_or(key)
+                } else {
+                    raw
+                };
+                OverrideError::new(&arg, part, e.message, e.help)
+            })?;
+            if let Err(e) = scope.check(&self.agents) {
+                let part = pair.split_once(':').map_or(pair.as_str(), |(s, _)| s);
+                return Err(OverrideError::new(&arg, part, e.message, e.help));
             }
-            sets.push((key.to_owned(), value));
+            sets.push((scope, key.to_owned(), value));
         }
         for agent in &mut self.agents {
             for stage in &mut agent.stages {
                 let Some(model) = &mut stage.model else {
                     continue;
                 };
+                let (agent_id, stage_id) = (agent.id.as_str(), stage.id.as_str());
                 if let Some(kind) = backend_kind {
                     model.backend = kind;
                 }
                 if let Some(name) = &overrides.model {
                     model.name.clone_from(name);
                 }
-                for (key, value) in &sets {
+                for (scope, key, value) in &sets {
+                    if !scope.matches(agent_id, stage_id) {
+                        continue;
+                    }
                     let text = || {
                         value
                             .as_str()

@@ -5,7 +5,7 @@
 //! the workflow, checked here with the positions of its keys.
 
 use super::overrides::Overrides;
-use super::{BackendKind, Diagnostic, Located, Pos, options};
+use super::{BackendKind, Diagnostic, Located, Pos};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -78,6 +78,10 @@ pub struct Plan {
     /// Warm-up runs before them (of each side).
     pub warmup: u32,
     pub compare: Option<Compare>,
+    /// A sweep's cells.
+    pub matrix: Option<super::matrix::Matrix>,
+    /// What a sweep ranks its cells by.
+    pub objective: super::objective::Objective,
 }
 
 impl Default for Plan {
@@ -86,6 +90,8 @@ impl Default for Plan {
             runs: 1,
             warmup: 0,
             compare: None,
+            matrix: None,
+            objective: super::objective::Objective::default(),
         }
     }
 }
@@ -222,30 +228,15 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
             .value
             .as_str()
             .map_or_else(|| value.value.to_string(), str::to_owned);
-        if let Some(option) = key.value.strip_prefix("model.options.") {
-            if let Err((msg, help)) = options::check(option, &value.value) {
-                let at = if msg.starts_with("unknown") {
-                    pos(key)
-                } else {
-                    pos(value)
-                };
-                errors.push(Diagnostic::new(msg, at).help_opt(help));
-            }
-        } else if key.value == "model.backend" && BackendKind::parse(&text).is_none() {
-            errors.push(
-                Diagnostic::new(format!("unknown backend `{text}`"), pos(value)).help(
-                    crate::suggest::help(&text, BackendKind::NAMES, "backends", ""),
-                ),
-            );
-        } else if !matches!(
-            key.value.as_str(),
-            "model.host" | "model.keep_alive" | "model.name" | "model.backend"
-        ) {
-            errors.push(
-                Diagnostic::new(format!("unknown `set:` key `{}`", key.value), pos(key)).help(
-                    "use `model.options.<option>`, `model.host`, `model.keep_alive`, `model.name` or `model.backend`",
-                ),
-            );
+        let (_, bare) = super::overrides::split_scope(&key.value);
+        if let Err(e) = super::overrides::check_key(bare, &value.value) {
+            let at = if e.at_key { pos(key) } else { pos(value) };
+            let message = if e.message.starts_with("unknown setting") {
+                format!("unknown `set:` key `{}`", key.value)
+            } else {
+                e.message
+            };
+            errors.push(Diagnostic::new(message, at).help_opt(e.help));
         }
         set.push(format!("{}={text}", key.value));
     }

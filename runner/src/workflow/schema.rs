@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
+use super::matrix::RawMatrix;
 use super::node::Node;
 use super::plan::RawCompare;
 
@@ -43,6 +44,20 @@ pub struct RawWorkflow {
     /// A baseline and a candidate to compare, run interleaved.
     #[serde(default)]
     pub compare: Option<RawCompare>,
+    /// A sweep: axes (a setting, e.g. `model.options.num_ctx`,
+    /// `model.name`, `model.backend`, `model.host`, `persona`, optionally
+    /// scoped as `<agent>:`, `<agent>/<stage>:` or `*/<stage>:`) with their
+    /// values, plus `include:` and `exclude:` lists of settings, expanded as
+    /// GitHub Actions expands a job matrix. Each cell runs with `runs:` and
+    /// `warmup:`.
+    #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, Vec<Value>>>")]
+    pub matrix: Option<Spanned<RawMatrix>>,
+    /// What a sweep ranks its cells by: `<max|min> <metric> [p50|p95|mean|min|max]`,
+    /// e.g. `max tokens_per_second p50` (default `min run_total p50`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub objective: Option<Spanned<String>>,
 }
 
 /// One agent: a persona and ordered stages.

@@ -1,0 +1,315 @@
+//! Sweeps: `chimera run` of a workflow with a `matrix:` (every cell of this
+//! shard, each with the workflow's repeats, skipping cells already finished
+//! with the same provenance), and `chimera sweep plan` (the cells, for
+//! people or a fan-out script).
+
+use super::prepare::Checked;
+use super::repeat::{self, Executed, Shared};
+use super::run::identify_models;
+use super::{fail, shard};
+use crate::engine::template_files;
+use crate::record::RunDir;
+use crate::record::samples::Samples;
+use crate::record::summary::{RepeatSummary, summaries, write_summary};
+use crate::record::sweep::{
+    CellRecord, CellStatus, FORMAT, Fingerprint, PlannedCell, Shard, SweepManifest, cell_dir,
+    read_cell,
+};
+use crate::record::sweep_summary::summarize_sweep;
+use crate::workflow::Workflow;
+use crate::workflow::matrix::{Cell, Matrix};
+use std::path::Path;
+
+/// Seeds the bootstrap of the tie test.
+const SEED: u64 = 1;
+
+/// How a sweep runs, beyond what every plan shares.
+pub(super) struct SweepOptions {
+    pub shard: Option<Shard>,
+    /// One model host per shard, in shard order (wrapping round).
+    pub shard_hosts: Vec<String>,
+    pub include_cold: bool,
+    pub json: bool,
+}
+
+/// The sweep's cells as the record plans them.
+fn planned(matrix: &Matrix) -> Vec<PlannedCell> {
+    matrix
+        .cells
+        .iter()
+        .map(|c| PlannedCell {
+            key: c.key(),
+            values: c.values.clone(),
+        })
+        .collect()
+}
+
+/// The sweep's manifest for this directory.
+fn manifest(workflow: &Workflow, sha256: &str, options: &SweepOptions) -> SweepManifest {
+    let matrix = workflow.plan.matrix.as_ref().expect("a sweep has a matrix");
+    let cells = planned(matrix);
+    let assigned = shard::assign(cells.iter().map(|c| c.key.as_str()), options.shard);
+    SweepManifest {
+        format: FORMAT,
+        workflow: workflow.name.clone(),
+        workflow_file: std::path::absolute(&workflow.path).unwrap_or(workflow.path.clone()),
+        workflow_sha256: sha256.to_owned(),
+        objective: workflow.plan.objective.clone(),
+        axes: matrix.axes.iter().map(|(k, _)| k.value.clone()).collect(),
+        runs: workflow.plan.runs,
+        warmup: workflow.plan.warmup,
+        include_cold: options.include_cold,
+        cells,
+        shard: options.shard,
+        assigned,
+        merged_from: Vec::new(),
+    }
+}
+
+/// Runs this shard's cells into `root`, then writes the sweep's summary.
+pub(super) async fn run_sweep(
+    checked: &Checked,
+    shared: Shared<'_>,
+    root: &RunDir,
+    options: &SweepOptions,
+) -> Result<(), u8> {
+    let matrix = checked
+        .workflow
+        .plan
+        .matrix
+        .as_ref()
+        .expect("a sweep has a matrix");
+    let base = checked.provenance()?;
+    let manifest = manifest(&checked.workflow, &base.workflow.sha256, options);
+    let record_error = |e: std::io::Error| {
+        fail(
+            1,
+            &format!(
+                "error: cannot write the sweep's record in {}: {e}",
+                root.path().display()
+            ),
+        )
+    };
+    root.write_json("sweep.json", &manifest)
+        .map_err(record_error)?;
+    let host_override = match (options.shard, options.shard_hosts.as_slice()) {
+        (_, []) => None,
+        (None, [first, ..]) => Some(first.clone()),
+        (Some(s), hosts) => Some(hosts[(s.index as usize - 1) % hosts.len()].clone()),
+    };
+    let cells: Vec<&Cell> = matrix
+        .cells
+        .iter()
+        .filter(|c| manifest.assigned.contains(&c.key()))
+        .collect();
+    // Every cell is checked before the first runs: a cell that cannot run
+    // fails the sweep now, not hours in.
+    let mut prepared = Vec::new();
+    for cell in &cells {
+        let (mut overrides, personas) = cell.overrides(&matrix.axes);
+        if let Some(h) = &host_override {
+            overrides.set.push(format!("model.host={h}"));
+        }
+        let mut variant = checked.variant(&overrides, &personas, shared.host).await?;
+        variant.workflow.plan.matrix = None;
+        let mut provenance = variant.provenance()?;
+        identify_models(&mut provenance, &shared.backends, &variant.workflow).await;
+        let fingerprint = Fingerprint::of(&provenance, &template_files(&variant.templates));
+        prepared.push((overrides, variant, provenance, fingerprint));
+    }
+    let (mut ran, mut skipped, mut failed, mut interrupted) = (0, 0, 0, false);
+    for (n, (cell, (overrides, variant, provenance, fingerprint))) in
+        cells.iter().zip(prepared).enumerate()
+    {
+        let key = cell.key();
+        let heading = format!("cell {}/{} `{key}` {}: ", n + 1, cells.len(), cell.label());
+        if read_cell(root.path(), &key)
+            .is_some_and(|r| r.status == CellStatus::Ok && r.fingerprint == fingerprint)
+        {
+            if !shared.quiet {
+                eprintln!("== {heading}finished earlier with the same provenance, kept");
+            }
+            skipped += 1;
+            continue;
+        }
+        let dir = cell_dir(root.path(), &key);
+        if dir.exists() {
+            // An unfinished, failed or outdated cell runs again from scratch:
+            // its old runs must not mix with the new ones.
+            std::fs::remove_dir_all(&dir).map_err(record_error)?;
+        }
+        let cell_root = RunDir::at(dir.clone()).map_err(record_error)?;
+        let mut invocation = shared.invocation.clone();
+        invocation["part_of_plan"] = serde_json::Value::String(dir.display().to_string());
+        invocation["cell"] = serde_json::json!({ "key": key, "set": overrides.set });
+        let cell_shared = Shared {
+            host: shared.host,
+            backends: shared.backends.clone(),
+            input: shared.input.clone(),
+            quiet: shared.quiet,
+            interrupt: shared.interrupt.clone(),
+            invocation,
+            heading,
+        };
+        let side = repeat::Side {
+            label: None,
+            checked: variant,
+            provenance,
+        };
+        let Executed {
+            done,
+            measured,
+            failed: cell_failed,
+            interrupted: cell_interrupted,
+        } = repeat::execute(std::slice::from_ref(&side), &cell_shared, &cell_root).await?;
+        let samples = Samples::of_runs(&measured[0], options.include_cold).map_err(record_error)?;
+        let summary = RepeatSummary {
+            runs: u32::try_from(measured[0].len()).unwrap_or(u32::MAX),
+            warmup: side.checked.workflow.plan.warmup,
+            include_cold: options.include_cold,
+            cold_calls_left_out: samples.cold_calls,
+            order: done.clone(),
+            metrics: summaries(&samples),
+        };
+        write_summary(&cell_root, &summary).map_err(record_error)?;
+        let status = if cell_interrupted {
+            CellStatus::Interrupted
+        } else if cell_failed {
+            CellStatus::Failed
+        } else {
+            CellStatus::Ok
+        };
+        let record = CellRecord {
+            key: key.clone(),
+            values: cell.values.clone(),
+            status,
+            runs: done,
+            fingerprint,
+            machine: side.provenance.machine.clone(),
+            shard: options.shard,
+        };
+        // Last: a cell without `cell.json` never finished.
+        cell_root
+            .write_json("cell.json", &record)
+            .map_err(record_error)?;
+        ran += 1;
+        failed += usize::from(cell_failed);
+        if cell_interrupted {
+            interrupted = true;
+            break;
+        }
+    }
+    let summary = summarize_sweep(root.path(), &manifest, SEED).map_err(record_error)?;
+    let md = summary.write(root).map_err(record_error)?;
+    if options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else {
+        println!("{}", md.trim_end());
+        println!("record: {}", root.path().display());
+    }
+    if !shared.quiet {
+        eprintln!(
+            "{ran} cell{} run, {skipped} kept from before{}",
+            if ran == 1 { "" } else { "s" },
+            options
+                .shard
+                .map_or_else(String::new, |s| format!(" (shard {s})"))
+        );
+    }
+    if interrupted {
+        eprintln!(
+            "the sweep was interrupted; its finished cells are kept: run the same command with `--out {}` to continue",
+            root.path().display()
+        );
+        Err(130)
+    } else if failed > 0 {
+        eprintln!(
+            "{failed} cell{} had a failed run (their records say why); run the same command with `--out {}` to run them again",
+            if failed == 1 { "" } else { "s" },
+            root.path().display()
+        );
+        Err(1)
+    } else {
+        Ok(())
+    }
+}
+
+/// `chimera sweep plan`: the cells, this shard's or all.
+pub(super) fn plan(workflow: &Path, shard: Option<Shard>, json: bool) -> Result<(), u8> {
+    let w = Workflow::load(workflow).map_err(|e| match e {
+        crate::workflow::WorkflowError::Io { .. } => fail(2, &format!("error: {e}")),
+        crate::workflow::WorkflowError::Invalid(errors) => fail(2, &errors.to_string()),
+    })?;
+    let Some(matrix) = &w.plan.matrix else {
+        return Err(fail(
+            2,
+            &format!(
+                "error: `{}` has no `matrix:`, so it is not a sweep\n  = help: add a `matrix:` of settings to vary, e.g. `model.options.num_ctx: [256, 512]`",
+                workflow.display()
+            ),
+        ));
+    };
+    let cells = planned(matrix);
+    let count = shard.map_or(1, |s| s.count);
+    let shard_of = |key: &str| {
+        (1..=count).find(|&index| {
+            shard::assign(
+                cells.iter().map(|c| c.key.as_str()),
+                Some(Shard { index, count }),
+            )
+            .iter()
+            .any(|k| k == key)
+        })
+    };
+    let listed: Vec<(&PlannedCell, u32)> = cells
+        .iter()
+        .map(|c| (c, shard_of(&c.key).unwrap_or(1)))
+        .filter(|(_, s)| shard.is_none_or(|sh| sh.index == *s))
+        .collect();
+    if json {
+        let list: Vec<serde_json::Value> = listed
+            .iter()
+            .map(|(c, s)| {
+                serde_json::json!({
+                    "key": c.key,
+                    "values": c.values,
+                    "shard": shard.map(|sh| format!("{s}/{}", sh.count)),
+                    "set": c.values.iter().map(|(k, v)| format!("{k}={}", crate::workflow::matrix::scalar_text(v))).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!(
+        "{} cell{} of `{}`{} × {} measured run{} + {} warm-up{}, ranked by `{}`:",
+        listed.len(),
+        if listed.len() == 1 { "" } else { "s" },
+        w.name,
+        shard.map_or_else(String::new, |s| format!(
+            " (shard {s}; {} in all)",
+            cells.len()
+        )),
+        w.plan.runs,
+        if w.plan.runs == 1 { "" } else { "s" },
+        w.plan.warmup,
+        if w.plan.warmup == 1 { "" } else { "s" },
+        w.plan.objective
+    );
+    for (c, _) in listed {
+        let label = matrix
+            .cells
+            .iter()
+            .find(|m| m.key() == c.key)
+            .map(Cell::label)
+            .unwrap_or_default();
+        println!("  {}  {label}", c.key);
+    }
+    Ok(())
+}

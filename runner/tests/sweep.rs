@@ -1,0 +1,424 @@
+//! Sweeps against a fake Ollama whose speed answers to each request's
+//! options: the time to first token grows with `num_ctx` and
+//! `temperature`, the time per token with `num_predict`, with no jitter, so
+//! every cell's figures can be computed by hand from the configured delays.
+
+mod common;
+
+use chimera_tests::fake_ollama::{FakeConfig, FakeOllama, Latency, Refusal};
+use common::{chimera, json, run, test_plugin, write};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const TOKENS: usize = 4;
+
+fn latency() -> Latency {
+    Latency {
+        ttft: Duration::from_millis(20),
+        ttft_per_kctx: Duration::from_millis(10),
+        ttft_per_temperature: Duration::from_millis(50),
+        per_token: Duration::from_millis(2),
+        per_token_per_100_predict: Duration::from_millis(2),
+        jitter: 0.0,
+        seed: 1,
+        cold_load: Duration::ZERO,
+    }
+}
+
+fn server(refusal: Refusal) -> FakeOllama {
+    FakeOllama::start(
+        FakeConfig::token_count(TOKENS)
+            .latency(latency())
+            .refusing(refusal),
+    )
+}
+
+/// What the fake makes of a cell: (time to first token in ms, tokens/s).
+/// Tokens/s comes from the server's own `eval_count / eval_duration`; the
+/// time to first token is measured by chimera, so it is the delay plus
+/// the request's own overhead.
+fn by_hand(num_ctx: f64, num_predict: f64, temperature: f64) -> (f64, f64) {
+    let ttft = 20.0 + 10.0 * num_ctx / 1024.0 + 50.0 * temperature + 1.0;
+    let per_token = 2.0 + 2.0 * num_predict / 100.0;
+    (ttft, 1000.0 / per_token)
+}
+
+/// Two stages that each call the model once: six call samples a cell.
+fn workflow(dir: &Path, host: &str, matrix: &str, extra: &str) -> PathBuf {
+    let plugin = test_plugin("hostile.wasm");
+    write(
+        dir,
+        "sweep.yaml",
+        &format!(
+            "version: 1
+name: sweep
+model: {{backend: ollama, name: \"gemma3:latest\", host: \"{host}\"}}
+runs: 3
+objective: min ttft_ms p50
+matrix:
+{matrix}
+agents:
+  - id: agent
+    stages:
+      - id: first
+        plugin: {plugin}
+        with: {{mode: llm}}
+      - id: second
+        plugin: {plugin}
+        with: {{mode: llm}}
+{extra}",
+            plugin = plugin.display()
+        ),
+    )
+}
+
+const GRID: &str = "  model.options.num_ctx: [1024, 4096]
+  model.options.num_predict: [100, 300]
+  model.options.temperature: [0.2, 0.8]";
+
+fn sweep(dir: &Path, flow: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    std::fs::create_dir_all(dir.join("input")).unwrap();
+    run(chimera(&dir.join("cache"))
+        .arg("run")
+        .arg(flow)
+        .arg("--input")
+        .arg(dir.join("input"))
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .args(extra))
+}
+
+fn cells(summary: &Value) -> &Vec<Value> {
+    summary["cells"].as_array().expect("cells")
+}
+
+fn option(cell: &Value, name: &str) -> f64 {
+    cell["values"][format!("model.options.{name}")]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {name} in {cell}"))
+}
+
+/// The median as the summary computes it (type 7 at 0.5).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    }
+}
+
+/// Every warm call's figure `field` in a cell's measured runs, read from
+/// the raw run records.
+fn raw_samples(sweep_dir: &Path, key: &str, field: &str) -> Vec<f64> {
+    let cell = sweep_dir.join("cells").join(key);
+    let record = json(&cell.join("cell.json"));
+    let mut out = Vec::new();
+    for run in record["runs"].as_array().unwrap() {
+        if run["kind"] != "run" || run["status"] != "ok" {
+            continue;
+        }
+        let metrics = json(&cell.join(run["dir"].as_str().unwrap()).join("metrics.json"));
+        for call in metrics["calls"].as_array().unwrap() {
+            if call["cold"] != true {
+                out.push(call[field].as_f64().unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn three_shards_merged_rank_the_cells_the_fake_makes_fastest_from_raw_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = server(Refusal::default());
+    let flow = workflow(tmp.path(), &fake.url(), GRID, "");
+    let shards: Vec<PathBuf> = (1..=3)
+        .map(|k| tmp.path().join(format!("shard-{k}")))
+        .collect();
+    for (k, dir) in shards.iter().enumerate() {
+        let (code, _, err) = sweep(
+            tmp.path(),
+            &flow,
+            dir,
+            &["--shard", &format!("{}/3", k + 1)],
+        );
+        assert_eq!(code, 0, "shard {}: {err}", k + 1);
+    }
+    // The shards split the plan: together every cell once.
+    let mut ran: Vec<String> = shards
+        .iter()
+        .flat_map(|d| {
+            json(&d.join("sweep.json"))["assigned"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    ran.sort();
+    let (code, plan, err) = run(chimera(&tmp.path().join("cache"))
+        .args(["sweep", "plan", "--json"])
+        .arg(&flow));
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    let mut planned: Vec<String> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap().to_owned())
+        .collect();
+    planned.sort();
+    assert_eq!(ran, planned);
+    assert_eq!(planned.len(), 8);
+
+    let merged = tmp.path().join("merged");
+    let (code, out, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged));
+    assert_eq!(code, 0, "{out}{err}");
+    let summary = json(&merged.join("summary.json"));
+    assert_eq!(cells(&summary).len(), 8);
+    assert!(summary["missing"].as_array().unwrap().is_empty());
+    for cell in cells(&summary) {
+        let key = cell["key"].as_str().unwrap();
+        let (ttft, tok_s) = by_hand(
+            option(cell, "num_ctx"),
+            option(cell, "num_predict"),
+            option(cell, "temperature"),
+        );
+        // Recomputed from the raw samples of the copied run records.
+        let raw_ttft = raw_samples(&merged, key, "ttft_ms");
+        assert_eq!(raw_ttft.len(), 6, "{key}: 3 runs × 2 calls");
+        let p50 = cell["objective"].as_f64().unwrap();
+        assert!((p50 - median(raw_ttft)).abs() < 1e-9, "{key}");
+        assert_eq!(cell["metrics"]["ttft_ms"]["p50"].as_f64(), Some(p50));
+        // And by hand from the configured delays: the server's tokens/s
+        // exactly, the measured TTFT within the request's overhead.
+        let measured_tok_s = cell["metrics"]["tokens_per_second"]["p50"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (measured_tok_s - tok_s).abs() / tok_s < 0.01,
+            "{key}: {measured_tok_s} tok/s, by hand {tok_s}"
+        );
+        assert!(
+            p50 >= ttft - 1.0 && p50 <= ttft * 1.3 + 10.0,
+            "{key}: TTFT p50 {p50} ms, by hand {ttft} ms"
+        );
+    }
+    // Fastest first token: num_ctx 1024 at temperature 0.2 (num_predict
+    // does not change it), so one of those two cells is best and the
+    // other is a tie; every other cell is at least 30 ms slower, which six
+    // samples against six detect.
+    let marks: BTreeMap<(u64, u64, u64), String> = cells(&summary)
+        .iter()
+        .map(|c| {
+            (
+                (
+                    option(c, "num_ctx") as u64,
+                    option(c, "num_predict") as u64,
+                    (option(c, "temperature") * 10.0) as u64,
+                ),
+                c["mark"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let fastest = [
+        marks[&(1024, 100, 2)].as_str(),
+        marks[&(1024, 300, 2)].as_str(),
+    ];
+    assert!(
+        fastest == ["best", "tie"] || fastest == ["tie", "best"],
+        "{marks:?}"
+    );
+    assert_eq!(
+        marks.values().filter(|m| *m == "worse").count(),
+        6,
+        "{marks:?}"
+    );
+    assert_eq!(cells(&summary)[0]["mark"], "best");
+    assert_eq!(cells(&summary)[0]["rank"], 1);
+    let md = std::fs::read_to_string(merged.join("summary.md")).unwrap();
+    assert!(md.contains("**best**") && md.contains("| tie |"), "{md}");
+    let csv = std::fs::read_to_string(merged.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+    assert!(
+        csv.starts_with("rank,key,status,mark,model.options.num_ctx,"),
+        "{csv}"
+    );
+
+    // A shard of an edited workflow is refused, naming the files.
+    let edited = tmp.path().join("edited");
+    std::fs::create_dir_all(&edited).unwrap();
+    let text = std::fs::read_to_string(&flow).unwrap();
+    let edited_flow = write(&edited, "sweep.yaml", &format!("# edited\n{text}"));
+    let edited_shard = tmp.path().join("shard-edited");
+    let (code, _, err) = sweep(tmp.path(), &edited_flow, &edited_shard, &["--shard", "1/3"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("merge")
+        .arg(&edited_shard)
+        .args(&shards[1..])
+        .arg("--out")
+        .arg(tmp.path().join("refused")));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot merge") && err.contains(&edited_flow.display().to_string()),
+        "{err}"
+    );
+    // Two shards alone leave cells missing: listed, exit 1.
+    let (code, _, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("merge")
+        .args(&shards[..2])
+        .arg("--out")
+        .arg(tmp.path().join("partial")));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("have no finished record"), "{err}");
+    let partial = json(&tmp.path().join("partial/summary.json"));
+    assert_eq!(
+        partial["missing"].as_array().unwrap().len(),
+        json(&shards[2].join("sweep.json"))["assigned"]
+            .as_array()
+            .unwrap()
+            .len()
+    );
+}
+
+#[test]
+fn a_second_run_keeps_finished_cells_and_runs_the_failed_one_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refusal = Refusal::default();
+    let fake = server(refusal.clone());
+    let flow = workflow(
+        tmp.path(),
+        &fake.url(),
+        "  model.options.num_ctx: [1024, 2048]",
+        "",
+    );
+    let out = tmp.path().join("out");
+    refusal.set("num_ctx", json!(2048));
+    let (code, _, err) = sweep(tmp.path(), &flow, &out, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("1 cell had a failed run"), "{err}");
+    let first = json(&out.join("summary.json"));
+    let status = |s: &Value, ctx: f64| {
+        cells(s)
+            .iter()
+            .find(|c| option(c, "num_ctx") == ctx)
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap().to_owned(),
+                    c["key"].as_str().unwrap().to_owned(),
+                )
+            })
+            .unwrap()
+    };
+    let (ok_status, ok_key) = status(&first, 1024.0);
+    let (failed_status, failed_key) = status(&first, 2048.0);
+    assert_eq!(
+        (ok_status.as_str(), failed_status.as_str()),
+        ("ok", "failed")
+    );
+    let kept = std::fs::read(out.join("cells").join(&ok_key).join("run-1/metrics.json")).unwrap();
+    let chats_before = chats(&fake);
+
+    refusal.clear();
+    let (code, _, err) = sweep(tmp.path(), &flow, &out, &[]);
+    assert_eq!(code, 0, "{err}");
+    // Only the failed cell ran: 3 runs × 2 calls.
+    assert_eq!(chats(&fake) - chats_before, 6);
+    assert_eq!(
+        std::fs::read(out.join("cells").join(&ok_key).join("run-1/metrics.json")).unwrap(),
+        kept,
+        "the finished cell's record is untouched"
+    );
+    let second = json(&out.join("summary.json"));
+    assert_eq!(status(&second, 2048.0), ("ok".to_owned(), failed_key));
+    assert_eq!(status(&second, 1024.0).0, "ok");
+
+    // An option outside the matrix changes every cell's provenance, so
+    // every cell runs again.
+    let (code, _, err) = sweep(
+        tmp.path(),
+        &flow,
+        &out,
+        &["--set", "model.options.top_k=20"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(chats(&fake) - chats_before, 18);
+}
+
+fn chats(fake: &FakeOllama) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path == "/api/chat")
+        .count()
+}
+
+#[test]
+fn include_and_exclude_give_the_planned_cells_and_a_bad_axis_is_located() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flow = workflow(
+        tmp.path(),
+        "http://127.0.0.1:9",
+        "  model.options.num_ctx: [1024, 2048]
+  model.options.temperature: [0.2, 0.8]
+  exclude:
+    - {model.options.num_ctx: 2048, model.options.temperature: 0.8}
+  include:
+    - {model.options.temperature: 0.2, model.options.top_k: 20}
+    - {model.options.num_ctx: 8192}",
+        "",
+    );
+    let (code, out, err) = run(chimera(&tmp.path().join("cache"))
+        .args(["sweep", "plan", "--json"])
+        .arg(&flow));
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let sets: Vec<Vec<String>> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["set"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    s.as_str()
+                        .unwrap()
+                        .trim_start_matches("model.options.")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            vec!["num_ctx=1024", "temperature=0.2", "top_k=20"],
+            vec!["num_ctx=1024", "temperature=0.8"],
+            vec!["num_ctx=2048", "temperature=0.2", "top_k=20"],
+            vec!["num_ctx=8192"],
+        ]
+    );
+
+    let bad = workflow(
+        tmp.path(),
+        "http://127.0.0.1:9",
+        "  model.options.num_ctx: [1024, -1]\n  nobody/first:model.options.top_k: [1]\n  model.options.temprature: [0.2]",
+        "",
+    );
+    let (code, _, err) = run(chimera(&tmp.path().join("cache")).arg("validate").arg(&bad));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sweep.yaml:7:"), "{err}");
+    assert!(err.contains("did you mean `temperature`"), "{err}");
+    assert!(err.contains("the workflow has no agent `nobody`"), "{err}");
+}
