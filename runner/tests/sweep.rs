@@ -422,3 +422,81 @@ fn include_and_exclude_give_the_planned_cells_and_a_bad_axis_is_located() {
     assert!(err.contains("did you mean `temperature`"), "{err}");
     assert!(err.contains("the workflow has no agent `nobody`"), "{err}");
 }
+
+#[test]
+fn ctrl_c_keeps_every_finished_cell_and_the_next_run_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeOllama::start(FakeConfig::token_count(TOKENS).latency(Latency {
+        ttft: Duration::from_millis(300),
+        ..latency()
+    }));
+    let flow = workflow(
+        tmp.path(),
+        &fake.url(),
+        "  model.options.num_ctx: [1024, 2048, 4096, 8192]",
+        "",
+    );
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(tmp.path().join("input")).unwrap();
+    let child = chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&flow)
+        .arg("--input")
+        .arg(tmp.path().join("input"))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let finished = |out: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(out.join("cells"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.join("cell.json").is_file())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while finished(&out).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no cell finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("finished cells are kept"), "{stderr}");
+    let kept = finished(&out);
+    let summary = json(&out.join("summary.json"));
+    let ok: Vec<&Value> = cells(&summary)
+        .iter()
+        .filter(|c| c["status"] == "ok")
+        .collect();
+    assert!(!ok.is_empty(), "{summary:#}");
+    assert!(
+        !summary["missing"].as_array().unwrap().is_empty(),
+        "{summary:#}"
+    );
+    let first = kept
+        .iter()
+        .find(|d| json(&d.join("cell.json"))["status"] == "ok")
+        .expect("a finished cell");
+    let before = std::fs::read(first.join("run-1/metrics.json")).unwrap();
+
+    let (code, _, err) = sweep(tmp.path(), &flow, &out, &[]);
+    assert_eq!(code, 0, "{err}");
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(cells(&summary).len(), 4);
+    assert!(cells(&summary).iter().all(|c| c["status"] == "ok"));
+    assert_eq!(
+        std::fs::read(first.join("run-1/metrics.json")).unwrap(),
+        before
+    );
+}
