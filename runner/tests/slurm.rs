@@ -9,7 +9,7 @@
 mod common;
 
 use chimera_tests::fake_ollama::{FakeConfig, FakeOllama, Latency};
-use common::{json, test_plugin, write};
+use common::{json, root, test_plugin, write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,8 +26,9 @@ fn slurm_is_up() -> bool {
         })
 }
 
-fn sbatch(args: &[&str], dir: &Path) -> String {
+fn sbatch(args: &[&str], dir: &Path, env: &[(String, String)]) -> String {
     let out = Command::new("sbatch")
+        .envs(env.iter().cloned())
         .arg("--parsable")
         .args(args)
         .current_dir(dir)
@@ -108,36 +109,45 @@ agents:
         ),
     );
     std::fs::create_dir_all(dir.join("input")).unwrap();
-    let chimera = env!("CARGO_BIN_EXE_chimera");
-    let cache = dir.join("cache");
-    // The job script a user would write (docs/sweeps.md has the same).
-    let script = write(
-        dir,
-        "sweep.sbatch",
-        &format!(
-            "#!/bin/sh
-#SBATCH --job-name=chimera-sweep
-#SBATCH --output={dir}/slurm-%A_%a.out
-export CHIMERA_CACHE_DIR={cache}
-exec {chimera} run {flow} --input {dir}/input --out {dir}/shards/shard-$SLURM_ARRAY_TASK_ID --shard auto -q
-",
-            dir = dir.display(),
-            cache = cache.display(),
-            flow = flow.display(),
-        ),
+    // The documented job script, as a user submits it, with this build's
+    // chimera first on PATH (sbatch passes the environment on).
+    let chimera = Path::new(env!("CARGO_BIN_EXE_chimera"));
+    let path = format!(
+        "{}:{}",
+        chimera.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
     );
-    let array = sbatch(&["--array=0-2", script.to_str().unwrap()], dir);
+    let env = [
+        ("PATH", path.as_str()),
+        (
+            "CHIMERA_CACHE_DIR",
+            &dir.join("cache").display().to_string(),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let script = root().join("docs/examples/sweep.sbatch");
+    let d = dir.display();
+    let array = sbatch(
+        &[
+            "--array=0-2",
+            &format!("--output={d}/slurm-%A_%a.out"),
+            script.to_str().unwrap(),
+            flow.to_str().unwrap(),
+            &format!("{d}/input"),
+            &format!("{d}/shards"),
+        ],
+        dir,
+        &env,
+    );
     let merge = sbatch(
         &[
             &format!("--dependency=afterok:{array}"),
-            &format!("--output={}/merge-%j.out", dir.display()),
+            &format!("--output={d}/merge-%j.out"),
             "--wrap",
-            &format!(
-                "{chimera} merge {d}/shards/shard-0 {d}/shards/shard-1 {d}/shards/shard-2 --out {d}/merged",
-                d = dir.display()
-            ),
+            &format!("chimera merge {d}/shards/shard-* --out {d}/merged"),
         ],
         dir,
+        &env,
     );
     wait_for(&merge, Duration::from_secs(300));
     let logs: String = std::fs::read_dir(dir)

@@ -421,6 +421,34 @@ fn include_and_exclude_give_the_planned_cells_and_a_bad_axis_is_located() {
     assert!(err.contains("sweep.yaml:7:"), "{err}");
     assert!(err.contains("did you mean `temperature`"), "{err}");
     assert!(err.contains("the workflow has no agent `nobody`"), "{err}");
+
+    // Every cell is checked whole: a persona axis naming a missing template.
+    write(tmp.path(), "templates/personas/a.md.j2", "You are terse.");
+    let personas = workflow(
+        tmp.path(),
+        "http://127.0.0.1:9",
+        "  persona: [personas/a.md.j2, personas/missing.md.j2]",
+        "",
+    );
+    let (code, out, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("validate")
+        .arg(&personas));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("personas/missing.md.j2") && err.contains("sweep.yaml:7:3"),
+        "{err}"
+    );
+    assert!(err.contains("in cell `"), "{err}");
+    write(
+        tmp.path(),
+        "templates/personas/missing.md.j2",
+        "You are verbose.",
+    );
+    let (code, out, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("validate")
+        .arg(&personas));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 cells"), "{out}");
 }
 
 #[test]

@@ -293,8 +293,16 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 let checked = prepare(&workflow, &host, None, None).await?;
                 let w = &checked.workflow;
                 let stages = w.stages().count();
+                let cells = match &w.plan.matrix {
+                    Some(m) => {
+                        let cells: Vec<_> = m.cells.iter().collect();
+                        sweep::variants(&checked, &cells, None, &host).await?;
+                        format!(", {}", plural(cells.len(), "cell"))
+                    }
+                    None => String::new(),
+                };
                 println!(
-                    "ok: `{}` is valid ({}, {})",
+                    "ok: `{}` is valid ({}, {}{cells})",
                     w.name,
                     plural(w.agents.len(), "agent"),
                     plural(stages, "stage")

@@ -105,13 +105,9 @@ pub(super) async fn run_sweep(
     // Every cell is checked before the first runs: a cell that cannot run
     // fails the sweep now, not hours in.
     let mut prepared = Vec::new();
-    for cell in &cells {
-        let (mut overrides, personas) = cell.overrides(&matrix.axes);
-        if let Some(h) = &host_override {
-            overrides.set.push(format!("model.host={h}"));
-        }
-        let mut variant = checked.variant(&overrides, &personas, shared.host).await?;
-        variant.workflow.plan.matrix = None;
+    for (overrides, variant) in
+        variants(checked, &cells, host_override.as_deref(), shared.host).await?
+    {
         let mut provenance = variant.provenance()?;
         identify_models(&mut provenance, &shared.backends, &variant.workflow).await;
         let fingerprint = Fingerprint::of(&provenance, &template_files(&variant.templates));
@@ -235,6 +231,39 @@ pub(super) async fn run_sweep(
     } else {
         Ok(())
     }
+}
+
+/// Each cell's overrides and its workflow, checked whole like any
+/// workflow (plugins, `with:`, templates).
+pub(super) async fn variants(
+    checked: &Checked,
+    cells: &[&Cell],
+    host_override: Option<&str>,
+    host: &crate::plugin::PluginHost,
+) -> Result<Vec<(crate::workflow::Overrides, Checked)>, u8> {
+    let matrix = checked
+        .workflow
+        .plan
+        .matrix
+        .as_ref()
+        .expect("a sweep has a matrix");
+    let mut out = Vec::new();
+    for cell in cells {
+        let (mut overrides, personas) = cell.overrides(&matrix.axes);
+        if let Some(h) = host_override {
+            overrides.set.push(format!("model.host={h}"));
+        }
+        let mut variant = checked
+            .variant(&overrides, &personas, host)
+            .await
+            .map_err(|code| {
+                eprintln!("  = note: in cell `{}` ({})", cell.key(), cell.label());
+                code
+            })?;
+        variant.workflow.plan.matrix = None;
+        out.push((overrides, variant));
+    }
+    Ok(out)
 }
 
 /// `chimera sweep plan`: the cells, this shard's or all.
