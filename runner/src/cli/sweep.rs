@@ -256,9 +256,8 @@ pub(super) async fn variants(
         let mut variant = checked
             .variant(&overrides, &personas, host)
             .await
-            .map_err(|code| {
+            .inspect_err(|_| {
                 eprintln!("  = note: in cell `{}` ({})", cell.key(), cell.label());
-                code
             })?;
         variant.workflow.plan.matrix = None;
         out.push((overrides, variant));
