@@ -528,3 +528,46 @@ fn ctrl_c_keeps_every_finished_cell_and_the_next_run_continues() {
         before
     );
 }
+
+#[test]
+fn each_shard_calls_its_own_model_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = [server(Refusal::default()), server(Refusal::default())];
+    let flow = workflow(
+        tmp.path(),
+        "http://127.0.0.1:9",
+        "  model.options.num_ctx: [1024, 2048, 4096, 8192]",
+        "",
+    );
+    for k in 1..=2 {
+        let (code, _, err) = sweep(
+            tmp.path(),
+            &flow,
+            &tmp.path().join(format!("shard-{k}")),
+            &[
+                "--shard",
+                &format!("{k}/2"),
+                "--shard-host",
+                &hosts[0].url(),
+                "--shard-host",
+                &hosts[1].url(),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        // Shard k's 2 cells × 3 runs × 2 calls went to host k alone.
+        assert_eq!(chats(&hosts[k - 1]), 12, "shard {k}");
+        assert_eq!(chats(&hosts[2 - k]), if k == 1 { 0 } else { 12 });
+        let manifest = json(&tmp.path().join(format!("shard-{k}/sweep.json")));
+        for key in manifest["assigned"].as_array().unwrap() {
+            let cell = json(&tmp.path().join(format!(
+                "shard-{k}/cells/{}/cell.json",
+                key.as_str().unwrap()
+            )));
+            assert_eq!(
+                cell["fingerprint"]["models"][0]["host"],
+                hosts[k - 1].url(),
+                "the record says which host"
+            );
+        }
+    }
+}

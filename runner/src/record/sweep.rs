@@ -196,3 +196,57 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result
 pub fn read_cell(sweep: &Path, key: &str) -> Option<CellRecord> {
     read_json(&cell_dir(sweep, key).join("cell.json")).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(template_sha: &str, plugin_sha: &str, host: &str) -> Fingerprint {
+        Fingerprint {
+            workflow_sha256: "w".repeat(64),
+            templates: vec![(
+                "prompts/analyze.md.j2".into(),
+                PathBuf::from("/a/templates/prompts/analyze.md.j2"),
+                template_sha.into(),
+            )],
+            plugins: vec![PluginComponent {
+                reference: "analyze".into(),
+                name: "analyze".into(),
+                version: "0.1.0".into(),
+                origin: "built-in".into(),
+                sha256: plugin_sha.into(),
+            }],
+            chimera: Build::default(),
+            models: vec![StageModel {
+                agent: "a".into(),
+                stage: "analyze".into(),
+                backend: "ollama".into(),
+                name: "gemma3:latest".into(),
+                host: Some(host.into()),
+                options: IndexMap::new(),
+                identity: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn shards_conflict_on_templates_and_plugins_not_on_hosts() {
+        let a = fingerprint("t1", "p1", "http://gpu1:11434");
+        assert!(
+            a.conflicts(&fingerprint("t1", "p1", "http://gpu2:11434"))
+                .is_empty()
+        );
+        let template = a.conflicts(&fingerprint("t2", "p1", "http://gpu1:11434"));
+        assert_eq!(template.len(), 1);
+        assert!(
+            template[0].contains("template `prompts/analyze.md.j2` differs")
+                && template[0].contains("/a/templates/prompts/analyze.md.j2"),
+            "{template:?}"
+        );
+        let plugin = a.conflicts(&fingerprint("t1", "p2", "http://gpu1:11434"));
+        assert!(plugin[0].contains("plugin `analyze` differs"), "{plugin:?}");
+        let mut edited = a.clone();
+        edited.workflow_sha256 = "e".repeat(64);
+        assert!(a.conflicts(&edited)[0].contains("workflow file differs"));
+    }
+}
