@@ -353,6 +353,15 @@ fn a_second_run_keeps_finished_cells_and_runs_the_failed_one_again() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(chats(&fake) - chats_before, 18);
+    // So does asking for more runs than the cells have.
+    let (code, _, err) = sweep(
+        tmp.path(),
+        &flow,
+        &out,
+        &["--set", "model.options.top_k=20", "--runs", "4"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(chats(&fake) - chats_before, 18 + 16);
 }
 
 fn chats(fake: &FakeOllama) -> usize {
@@ -518,6 +527,15 @@ fn ctrl_c_keeps_every_finished_cell_and_the_next_run_continues() {
         .expect("a finished cell");
     let before = std::fs::read(first.join("run-1/metrics.json")).unwrap();
 
+    let (code, _, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg("--resume")
+        .arg(&out));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("a sweep continues by running it again"),
+        "{err}"
+    );
     let (code, _, err) = sweep(tmp.path(), &flow, &out, &[]);
     assert_eq!(code, 0, "{err}");
     let summary = json(&out.join("summary.json"));

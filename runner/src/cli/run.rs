@@ -124,6 +124,16 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
     let mut earlier_run = None;
     let (path, resume) = match resume {
         Some(dir) => {
+            if dir.join("sweep.json").is_file() {
+                return Err(fail(
+                    2,
+                    &format!(
+                        "error: {} is a sweep's record; a sweep continues by running it again\n  = help: `chimera run <workflow> --out {}` keeps the cells that finished and runs the rest",
+                        dir.display(),
+                        dir.display()
+                    ),
+                ));
+            }
             let text = std::fs::read_to_string(dir.join("run.json")).map_err(|e| {
                 fail(2, &format!("error: cannot resume {}: no readable run.json ({e}); pass the directory of an earlier `chimera run`", dir.display()))
             })?;

@@ -110,7 +110,8 @@ pub(super) async fn run_sweep(
     {
         let mut provenance = variant.provenance()?;
         identify_models(&mut provenance, &shared.backends, &variant.workflow).await;
-        let fingerprint = Fingerprint::of(&provenance, &template_files(&variant.templates));
+        let plan = (variant.workflow.plan.runs, variant.workflow.plan.warmup);
+        let fingerprint = Fingerprint::of(&provenance, &template_files(&variant.templates), plan);
         prepared.push((overrides, variant, provenance, fingerprint));
     }
     let (mut ran, mut skipped, mut failed, mut interrupted) = (0, 0, 0, false);

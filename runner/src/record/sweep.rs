@@ -95,10 +95,18 @@ pub struct Fingerprint {
     /// Each stage's effective model (host included: a re-run against
     /// another server runs the cell again).
     pub models: Vec<StageModel>,
+    /// Measured and warm-up runs asked for (a cell run with fewer is not
+    /// what a sweep asking for more wants).
+    pub runs: u32,
+    pub warmup: u32,
 }
 
 impl Fingerprint {
-    pub fn of(provenance: &Provenance, templates: &[super::provenance::TemplateFile]) -> Self {
+    pub fn of(
+        provenance: &Provenance,
+        templates: &[super::provenance::TemplateFile],
+        (runs, warmup): (u32, u32),
+    ) -> Self {
         Self {
             workflow_sha256: provenance.workflow.sha256.clone(),
             templates: templates
@@ -108,6 +116,8 @@ impl Fingerprint {
             plugins: provenance.plugins.clone(),
             chimera: provenance.chimera.clone(),
             models: provenance.models.clone(),
+            runs,
+            warmup,
         }
     }
 
@@ -226,6 +236,8 @@ mod tests {
                 options: IndexMap::new(),
                 identity: None,
             }],
+            runs: 3,
+            warmup: 1,
         }
     }
 

@@ -314,4 +314,44 @@ mod tests {
                 .contains("did you mean `ollama`")
         );
     }
+
+    #[test]
+    fn a_scoped_setting_reaches_only_its_agent_or_stage() {
+        const TWO: &str = "version: 1\nname: w\nmodel: {name: m, options: {num_ctx: 512}}\nagents:\n  - id: a\n    stages:\n      - {id: ingest, plugin: ingest}\n      - {id: analyze, plugin: analyze}\n  - id: b\n    stages:\n      - {id: analyze, plugin: analyze}\n";
+        let ctx = |w: &Workflow| -> Vec<i64> {
+            w.stages()
+                .map(|(_, s)| {
+                    s.model.as_ref().unwrap().options["num_ctx"]
+                        .as_i64()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let apply = |set: &str| {
+            let mut w = Workflow::from_source(Path::new("w.yaml"), TWO).unwrap();
+            w.apply(&Overrides {
+                set: vec![set.into()],
+                ..Overrides::default()
+            })
+            .map(|()| ctx(&w))
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(apply("model.options.num_ctx=1").unwrap(), [1, 1, 1]);
+        assert_eq!(apply("a:model.options.num_ctx=1").unwrap(), [1, 1, 512]);
+        assert_eq!(
+            apply("a/analyze:model.options.num_ctx=1").unwrap(),
+            [512, 1, 512]
+        );
+        assert_eq!(
+            apply("*/analyze:model.options.num_ctx=1").unwrap(),
+            [512, 1, 1]
+        );
+        let unknown = apply("b/ingest:model.options.num_ctx=1").unwrap_err();
+        assert!(
+            unknown.contains("the workflow has no stage `ingest`"),
+            "{unknown}"
+        );
+        let typo = apply("c:model.options.num_ctx=1").unwrap_err();
+        assert!(typo.contains("no agent `c`"), "{typo}");
+    }
 }
