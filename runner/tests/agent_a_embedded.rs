@@ -89,3 +89,50 @@ fn agent_a_runs_on_the_embedded_model_with_real_metrics() {
         "{report}"
     );
 }
+
+/// The seed's sweep on the embedded model (one sixth of its cells, one run
+/// each, short answers): every cell ends ok with real figures, and the
+/// model is loaded once for the whole process, not once a cell.
+#[test]
+fn the_seeds_sweep_runs_on_the_embedded_model_with_one_model_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(root().join("workflows/chimera-agent-a-sweep.yaml"))
+        .arg("--input")
+        .arg(root().join("sample-data"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--backend", "embedded", "--model", "smollm2-135m"])
+        .args(["--runs", "1", "--warmup", "0", "--shard", "1/6", "-q"])
+        .args([
+            "--set",
+            "model.options.num_predict=16",
+            "--set",
+            "model.options.seed=1",
+        ]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let summary = json(&out.join("summary.json"));
+    let cells = summary["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3, "{summary:#}");
+    let mut loads = 0;
+    for cell in cells {
+        assert_eq!(cell["status"], "ok");
+        let dir = out.join(cell["dir"].as_str().unwrap());
+        let metrics = json(&dir.join("run-1/metrics.json"));
+        for call in metrics["calls"].as_array().unwrap() {
+            assert!(call["tokens_per_second"].as_f64().unwrap() > 0.0);
+            assert_eq!(
+                call["options"]["num_ctx"],
+                cell["values"]["model.options.num_ctx"]
+            );
+            if call["cold"] == true {
+                loads += 1;
+                assert!(call["load_duration_ms"].as_f64().unwrap() > 0.0);
+            }
+        }
+    }
+    assert_eq!(loads, 1, "one model load for the sweep");
+    assert_eq!(cells[0]["mark"], "best");
+}
