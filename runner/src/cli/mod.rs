@@ -23,7 +23,7 @@ use std::time::Duration;
 #[command(
     name = "chimera",
     version,
-    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/chimera-agent-a.yaml --input sample-data --backend embedded --model smollm2-135m --set model.options.num_ctx=2048\n  chimera render workflows/chimera-agent-a.yaml --stage analyze --input sample-data\n  chimera run --resume runs/20261125T190013Z-chimera-agent-a\n  chimera plugins; chimera models\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow, 130 interrupted (Ctrl-C).\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
+    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/chimera-agent-a.yaml --input sample-data --backend embedded --model smollm2-135m --set model.options.num_ctx=2048\n  chimera render workflows/chimera-agent-a.yaml --stage analyze --input sample-data\n  chimera run --resume runs/20261125T190013Z-chimera-agent-a\n  chimera run workflows/chimera-agent-a-sweep.yaml -i sample-data --out runs/sweep --shard auto\n  chimera plugins; chimera models\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow, 130 interrupted (Ctrl-C).\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -133,6 +133,13 @@ enum Command {
     /// The record holds `report.md` (for agents with a `report:` template),
     /// `metrics.json`, `calls.jsonl` (every prompt and response with its
     /// metrics) and `outputs/<agent>/<stage>.json`.
+    ///
+    /// A workflow with `runs:`/`warmup:` or `compare:` writes one such
+    /// record per run plus `summary.*` or `comparison.*`. A workflow with a
+    /// `matrix:` is a sweep: each cell's runs go to `cells/<key>/`, and
+    /// `summary.{md,csv,json}` ranks the cells by `objective:`, marking the
+    /// best and its ties. Run a sweep again with the same `--out` to keep
+    /// the cells that finished and run the rest.
     Run(run::RunCommand),
     /// List the models each backend offers: the embedded catalogue (and which
     /// are downloaded), Ollama's pulled models (`/api/tags`), and an

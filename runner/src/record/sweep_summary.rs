@@ -258,7 +258,7 @@ impl SweepSummary {
             let mark = match (row.mark, row.status) {
                 (Mark::Best, _) => "**best**".to_owned(),
                 (Mark::Tie, _) => "tie".to_owned(),
-                (Mark::Worse, _) => String::new(),
+                (Mark::Worse, _) => "worse".to_owned(),
                 (Mark::Unranked, s) => format!("no samples ({})", s.as_str()),
             };
             let mark = if row.status == CellStatus::Failed && row.mark != Mark::Unranked {
@@ -310,8 +310,8 @@ impl SweepSummary {
         );
         md.push_str(&format!(
             "Each cell: {} measured run{} after {} warm-up{}. The objective pools each cell's samples \
-             (every warm call's, for a call metric). A cell is a **tie** when the {} test of its \
-             samples against the best cell's, with a bootstrap interval of the ratio, detects no \
+             (every warm call's, for a call metric). A cell is a **tie** when the test of its samples \
+             against the best cell's ({}, with a bootstrap interval of the ratio) detects no \
              difference at α = {}: pick among ties on other grounds, not on these figures.\n\n",
             self.runs,
             if self.runs == 1 { "" } else { "s" },
@@ -411,5 +411,97 @@ impl SweepSummary {
         let md = self.markdown();
         dir.write("summary.md", md.as_bytes())?;
         Ok(md)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn summary_of(p50: f64) -> Summary {
+        crate::stats::summarize(&[p50 - 1.0, p50, p50 + 1.0]).expect("samples")
+    }
+
+    fn row(
+        rank: Option<usize>,
+        key: &str,
+        ctx: u32,
+        objective: Option<f64>,
+        mark: Mark,
+    ) -> CellRow {
+        let metrics: BTreeMap<String, Summary> = objective
+            .map(|o| {
+                [
+                    ("tokens_per_second".to_owned(), summary_of(o)),
+                    ("ttft_ms".to_owned(), summary_of(40.0)),
+                    ("run total_ms".to_owned(), summary_of(900.0)),
+                ]
+                .into_iter()
+                .collect()
+            })
+            .unwrap_or_default();
+        CellRow {
+            rank,
+            key: key.into(),
+            values: [
+                ("model.options.num_ctx".to_owned(), json!(ctx)),
+                ("persona".to_owned(), json!("personas/a, b.md.j2")),
+            ]
+            .into_iter()
+            .collect(),
+            status: if objective.is_some() {
+                CellStatus::Ok
+            } else {
+                CellStatus::Failed
+            },
+            runs: if objective.is_some() { 3 } else { 0 },
+            objective,
+            mark,
+            p_value_against_best: match mark {
+                Mark::Tie => Some(0.24),
+                Mark::Worse => Some(0.0004),
+                _ => None,
+            },
+            metrics,
+            dir: format!("cells/{key}"),
+        }
+    }
+
+    /// What people read: the ranked table with its best, tie, worse and
+    /// unranked cells, the missing cells, and the CSV of the same.
+    #[test]
+    fn the_summary_reads_as_a_ranked_table() {
+        let summary = SweepSummary {
+            workflow: "demo-sweep".into(),
+            objective: Objective {
+                goal: Goal::Max,
+                metric: "tokens_per_second".into(),
+                stat: Stat::P50,
+            },
+            test: "Mann-Whitney U, two-sided".into(),
+            alpha: 0.05,
+            runs: 3,
+            warmup: 1,
+            include_cold: false,
+            cells: vec![
+                row(Some(1), "aaaaaaaaaaaa", 256, Some(120.0), Mark::Best),
+                row(Some(2), "bbbbbbbbbbbb", 512, Some(119.5), Mark::Tie),
+                row(Some(3), "cccccccccccc", 1024, Some(80.0), Mark::Worse),
+                row(None, "dddddddddddd", 2048, None, Mark::Unranked),
+            ],
+            missing: vec![PlannedCell {
+                key: "eeeeeeeeeeee".into(),
+                values: [("model.options.num_ctx".to_owned(), json!(4096))]
+                    .into_iter()
+                    .collect(),
+            }],
+            merged_from: vec![
+                PathBuf::from("/runs/shard-1"),
+                PathBuf::from("/runs/shard-2"),
+            ],
+        };
+        insta::assert_snapshot!("sweep_summary_md", summary.markdown());
+        insta::assert_snapshot!("sweep_summary_csv", summary.csv().unwrap());
     }
 }
