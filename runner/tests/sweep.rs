@@ -254,6 +254,22 @@ fn three_shards_merged_rank_the_cells_the_fake_makes_fastest_from_raw_samples() 
         "{csv}"
     );
 
+    // Merging again replaces the earlier merge; merging into a shard is refused.
+    let (code, _, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&merged.join("summary.json")), summary);
+    let (code, _, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&shards[0]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is one of the shards"), "{err}");
+
     // A shard of an edited workflow is refused, naming the files.
     let edited = tmp.path().join("edited");
     std::fs::create_dir_all(&edited).unwrap();
@@ -588,4 +604,53 @@ fn each_shard_calls_its_own_model_host() {
             );
         }
     }
+}
+
+#[test]
+fn interleaved_cells_run_round_after_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = server(Refusal::default());
+    let flow = workflow(
+        tmp.path(),
+        &fake.url(),
+        "  model.options.num_ctx: [1024, 2048]\n  order: interleave",
+        "warmup: 1\n",
+    );
+    let out = tmp.path().join("out");
+    let (code, _, err) = sweep(tmp.path(), &flow, &out, &[]);
+    assert_eq!(code, 0, "{err}");
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["order"], "interleave");
+    // Every run's start, in the order they ran.
+    let mut starts: Vec<(String, String)> = Vec::new();
+    for cell in cells(&summary) {
+        assert_eq!(cell["status"], "ok");
+        assert_eq!(cell["runs"], 3);
+        let dir = out.join(cell["dir"].as_str().unwrap());
+        for run in json(&dir.join("cell.json"))["runs"].as_array().unwrap() {
+            let metrics = json(&dir.join(run["dir"].as_str().unwrap()).join("metrics.json"));
+            starts.push((
+                metrics["started_at"].as_str().unwrap().to_owned(),
+                format!(
+                    "{} {}",
+                    cell["key"].as_str().unwrap(),
+                    run["dir"].as_str().unwrap()
+                ),
+            ));
+        }
+    }
+    starts.sort();
+    let kinds: Vec<String> = starts
+        .iter()
+        .map(|(_, what)| what.split(' ').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "warmup-1", "warmup-1", "run-1", "run-1", "run-2", "run-2", "run-3", "run-3"
+        ],
+        "{starts:?}"
+    );
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("round after round"), "{md}");
 }

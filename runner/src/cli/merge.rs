@@ -112,6 +112,7 @@ pub(super) fn merge(
         }
     }
     let (_, first) = &manifests[0];
+    prepare_out(out, dirs)?;
     let root = RunDir::at(out.to_path_buf())
         .map_err(|e| fail(1, &format!("error: cannot create {}: {e}", out.display())))?;
     let record_error = |e: std::io::Error| {
@@ -141,7 +142,7 @@ pub(super) fn merge(
     };
     root.write_json("sweep.json", &merged)
         .map_err(record_error)?;
-    let summary = summarize_sweep(out, &merged, SEED).map_err(record_error)?;
+    let summary = summarize_sweep(out, &merged, SEED, None).map_err(record_error)?;
     let md = summary.write(&root).map_err(record_error)?;
     if json {
         println!(
@@ -170,6 +171,52 @@ pub(super) fn merge(
                 .join(", ")
         );
         Err(1)
+    }
+}
+
+/// `--out` must be new, empty, or an earlier merge (whose cells are
+/// replaced): never one of the shards, and never a directory of something
+/// else.
+fn prepare_out(out: &Path, dirs: &[PathBuf]) -> Result<(), u8> {
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if let Some(d) = dirs.iter().find(|d| same(d, out)) {
+        return Err(fail(
+            2,
+            &format!(
+                "error: `--out {}` is one of the shards being merged ({})\n  = help: merge into a new directory",
+                out.display(),
+                d.display()
+            ),
+        ));
+    }
+    let earlier: Option<SweepManifest> = read_json(&out.join("sweep.json")).ok();
+    match earlier {
+        Some(m) if !m.merged_from.is_empty() => {
+            let cells = out.join("cells");
+            if cells.exists() {
+                std::fs::remove_dir_all(&cells).map_err(|e| {
+                    fail(
+                        1,
+                        &format!(
+                            "error: cannot replace the earlier merge's cells in {}: {e}",
+                            cells.display()
+                        ),
+                    )
+                })?;
+            }
+            Ok(())
+        }
+        _ if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) => Err(fail(
+            2,
+            &format!(
+                "error: `--out {}` exists and is not an earlier merge\n  = help: merge into a new directory (or an earlier merge's, which is replaced)",
+                out.display()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

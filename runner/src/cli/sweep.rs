@@ -4,20 +4,21 @@
 //! people or a fan-out script).
 
 use super::prepare::Checked;
-use super::repeat::{self, Executed, Shared};
+use super::repeat::{self, Shared};
 use super::run::identify_models;
 use super::{fail, shard};
 use crate::engine::template_files;
 use crate::record::RunDir;
 use crate::record::samples::Samples;
-use crate::record::summary::{RepeatSummary, summaries, write_summary};
+use crate::record::summary::{RepeatSummary, RunRef, summaries, write_summary};
 use crate::record::sweep::{
     CellRecord, CellStatus, FORMAT, Fingerprint, PlannedCell, Shard, SweepManifest, cell_dir,
     read_cell,
 };
 use crate::record::sweep_summary::summarize_sweep;
 use crate::workflow::Workflow;
-use crate::workflow::matrix::{Cell, Matrix};
+use crate::workflow::matrix::{Cell, Matrix, SweepOrder};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Seeds the bootstrap of the tie test.
@@ -59,6 +60,7 @@ fn manifest(workflow: &Workflow, sha256: &str, options: &SweepOptions) -> SweepM
         runs: workflow.plan.runs,
         warmup: workflow.plan.warmup,
         include_cold: options.include_cold,
+        order: matrix.order,
         cells,
         shard: options.shard,
         assigned,
@@ -114,7 +116,15 @@ pub(super) async fn run_sweep(
         let fingerprint = Fingerprint::of(&provenance, &template_files(&variant.templates), plan);
         prepared.push((overrides, variant, provenance, fingerprint));
     }
-    let (mut ran, mut skipped, mut failed, mut interrupted) = (0, 0, 0, false);
+    let current: HashMap<String, Fingerprint> = cells
+        .iter()
+        .zip(&prepared)
+        .map(|(c, (_, _, _, f))| (c.key(), f.clone()))
+        .collect();
+    // The cells to run: not finished earlier with the same provenance.
+    let mut metas = Vec::new();
+    let mut sides = Vec::new();
+    let mut skipped = 0;
     for (n, (cell, (overrides, variant, provenance, fingerprint))) in
         cells.iter().zip(prepared).enumerate()
     {
@@ -135,68 +145,76 @@ pub(super) async fn run_sweep(
             // its old runs must not mix with the new ones.
             std::fs::remove_dir_all(&dir).map_err(record_error)?;
         }
-        let cell_root = RunDir::at(dir.clone()).map_err(record_error)?;
-        let mut invocation = shared.invocation.clone();
-        invocation["part_of_plan"] = serde_json::Value::String(dir.display().to_string());
-        invocation["cell"] = serde_json::json!({ "key": key, "set": overrides.set });
-        let cell_shared = Shared {
-            host: shared.host,
-            backends: shared.backends.clone(),
-            input: shared.input.clone(),
-            quiet: shared.quiet,
-            interrupt: shared.interrupt.clone(),
-            invocation,
+        metas.push(Meta {
+            cell,
             heading,
-        };
-        let side = repeat::Side {
+            set: overrides.set,
+            fingerprint,
+        });
+        sides.push(repeat::Side {
             label: None,
             checked: variant,
             provenance,
-        };
-        let Executed {
-            done,
-            measured,
-            failed: cell_failed,
-            interrupted: cell_interrupted,
-        } = repeat::execute(std::slice::from_ref(&side), &cell_shared, &cell_root).await?;
-        let samples = Samples::of_runs(&measured[0], options.include_cold).map_err(record_error)?;
-        let summary = RepeatSummary {
-            runs: u32::try_from(measured[0].len()).unwrap_or(u32::MAX),
-            warmup: side.checked.workflow.plan.warmup,
-            include_cold: options.include_cold,
-            cold_calls_left_out: samples.cold_calls,
-            order: done.clone(),
-            metrics: summaries(&samples),
-        };
-        write_summary(&cell_root, &summary).map_err(record_error)?;
-        let status = if cell_interrupted {
-            CellStatus::Interrupted
-        } else if cell_failed {
-            CellStatus::Failed
-        } else {
-            CellStatus::Ok
-        };
-        let record = CellRecord {
-            key: key.clone(),
-            values: cell.values.clone(),
-            status,
-            runs: done,
-            fingerprint,
-            machine: side.provenance.machine.clone(),
-            shard: options.shard,
-        };
-        // Last: a cell without `cell.json` never finished.
-        cell_root
-            .write_json("cell.json", &record)
-            .map_err(record_error)?;
-        ran += 1;
-        failed += usize::from(cell_failed);
-        if cell_interrupted {
-            interrupted = true;
-            break;
+        });
+    }
+    let ran = metas.len();
+    let mut statuses = Vec::new();
+    match matrix.order {
+        SweepOrder::Sequential => {
+            for (meta, side) in metas.iter().zip(&sides) {
+                let cell_root =
+                    RunDir::at(cell_dir(root.path(), &meta.cell.key())).map_err(record_error)?;
+                let executed = repeat::execute(
+                    std::slice::from_ref(side),
+                    &shared.for_cell(meta, cell_root.path()),
+                    &cell_root,
+                )
+                .await?;
+                let measured = executed.measured.into_iter().next().unwrap_or_default();
+                let status = finish_cell(&cell_root, meta, side, executed.done, &measured, options)
+                    .map_err(record_error)?;
+                statuses.push(status);
+                if status == CellStatus::Interrupted {
+                    break;
+                }
+            }
+        }
+        SweepOrder::Interleave => {
+            // Every pending cell is a side of one plan, its runs in
+            // `cells/<key>/`: warm-ups first, then round after round.
+            for (meta, side) in metas.iter().zip(&mut sides) {
+                side.label = Some(format!("cells/{}", meta.cell.key()));
+            }
+            let executed = repeat::execute(&sides, &shared, root).await?;
+            for ((meta, side), measured) in metas.iter().zip(&sides).zip(&executed.measured) {
+                let label = side.label.clone().unwrap_or_default();
+                let prefix = format!("{label}/");
+                let done: Vec<RunRef> = executed
+                    .done
+                    .iter()
+                    .filter(|r| r.side.as_deref() == Some(label.as_str()))
+                    .map(|r| RunRef {
+                        side: None,
+                        dir: r.dir.strip_prefix(&prefix).unwrap_or(&r.dir).to_owned(),
+                        ..r.clone()
+                    })
+                    .collect();
+                let cell_root =
+                    RunDir::at(cell_dir(root.path(), &meta.cell.key())).map_err(record_error)?;
+                statuses.push(
+                    finish_cell(&cell_root, meta, side, done, measured, options)
+                        .map_err(record_error)?,
+                );
+            }
         }
     }
-    let summary = summarize_sweep(root.path(), &manifest, SEED).map_err(record_error)?;
+    let failed = statuses
+        .iter()
+        .filter(|s| **s == CellStatus::Failed)
+        .count();
+    let interrupted = statuses.contains(&CellStatus::Interrupted);
+    let summary =
+        summarize_sweep(root.path(), &manifest, SEED, Some(&current)).map_err(record_error)?;
     let md = summary.write(root).map_err(record_error)?;
     if options.json {
         println!(
@@ -232,6 +250,82 @@ pub(super) async fn run_sweep(
     } else {
         Ok(())
     }
+}
+
+/// A cell about to run.
+struct Meta<'a> {
+    cell: &'a Cell,
+    heading: String,
+    /// Its settings as `--set` takes them.
+    set: Vec<String>,
+    fingerprint: Fingerprint,
+}
+
+impl Shared<'_> {
+    /// What a cell's own runs share: the sweep's, headed by the cell.
+    fn for_cell(&self, meta: &Meta<'_>, dir: &Path) -> Shared<'_> {
+        let mut invocation = self.invocation.clone();
+        invocation["part_of_plan"] = serde_json::Value::String(dir.display().to_string());
+        invocation["cell"] = serde_json::json!({ "key": meta.cell.key(), "set": meta.set });
+        Shared {
+            host: self.host,
+            backends: self.backends.clone(),
+            input: self.input.clone(),
+            quiet: self.quiet,
+            interrupt: self.interrupt.clone(),
+            invocation,
+            heading: meta.heading.clone(),
+        }
+    }
+}
+
+/// Writes a cell's summary and, last, its `cell.json`; the cell's status:
+/// interrupted when it has fewer measured runs than asked for (a run was
+/// cut short, or, interleaved, the sweep stopped before its turn), failed
+/// when a run failed.
+fn finish_cell(
+    cell_root: &RunDir,
+    meta: &Meta<'_>,
+    side: &repeat::Side,
+    done: Vec<RunRef>,
+    measured: &[std::path::PathBuf],
+    options: &SweepOptions,
+) -> std::io::Result<CellStatus> {
+    let plan = &side.checked.workflow.plan;
+    let samples = Samples::of_runs(measured, options.include_cold)?;
+    let summary = RepeatSummary {
+        runs: u32::try_from(measured.len()).unwrap_or(u32::MAX),
+        warmup: plan.warmup,
+        include_cold: options.include_cold,
+        cold_calls_left_out: samples.cold_calls,
+        order: done.clone(),
+        metrics: summaries(&samples),
+    };
+    write_summary(cell_root, &summary)?;
+    let ended = |kind: &str| {
+        done.iter()
+            .filter(|r| r.kind == kind && r.status != "interrupted")
+            .count()
+    };
+    let status = if ended("run") < plan.runs as usize || ended("warmup") < plan.warmup as usize {
+        CellStatus::Interrupted
+    } else if done.iter().any(|r| r.status == "failed") {
+        CellStatus::Failed
+    } else {
+        CellStatus::Ok
+    };
+    let record = CellRecord {
+        key: meta.cell.key(),
+        values: meta.cell.values.clone(),
+        status,
+        runs: done,
+        fingerprint: meta.fingerprint.clone(),
+        machine: side.provenance.machine.clone(),
+        shard: options.shard,
+    };
+    // Last: a cell without `cell.json` never finished.
+    cell_root.write_json("cell.json", &record)?;
+    Ok(status)
 }
 
 /// Each cell's overrides and its workflow, checked whole like any

@@ -50,6 +50,9 @@ pub struct SweepManifest {
     pub runs: u32,
     pub warmup: u32,
     pub include_cold: bool,
+    /// Cell after cell, or round after round.
+    #[serde(default)]
+    pub order: crate::workflow::matrix::SweepOrder,
     /// Every cell of the sweep, in plan order.
     pub cells: Vec<PlannedCell>,
     /// `None`: every cell; else the shard this directory ran.
@@ -128,6 +131,12 @@ impl Fingerprint {
     /// kept in each cell's record.
     pub fn conflicts(&self, other: &Self) -> Vec<String> {
         let mut out = Vec::new();
+        if (self.runs, self.warmup) != (other.runs, other.warmup) {
+            out.push(format!(
+                "the runs differ ({} measured and {} warm-up against {} and {})",
+                self.runs, self.warmup, other.runs, other.warmup
+            ));
+        }
         if self.workflow_sha256 != other.workflow_sha256 {
             out.push(format!(
                 "the workflow file differs (sha256 {} against {})",

@@ -6,15 +6,15 @@
 
 use super::RunDir;
 use super::samples::Samples;
-use super::sweep::{CellStatus, PlannedCell, SweepManifest, cell_dir, read_cell};
+use super::sweep::{CellStatus, Fingerprint, PlannedCell, SweepManifest, cell_dir, read_cell};
 use crate::stats::compare::{self, Better, Verdict};
 use crate::stats::{Summary, summarize};
-use crate::workflow::matrix::{scalar_text, short};
+use crate::workflow::matrix::{SweepOrder, scalar_text, short};
 use crate::workflow::objective::{Goal, Objective, Stat};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// How a cell stands against the best.
@@ -63,6 +63,8 @@ pub struct SweepSummary {
     pub runs: u32,
     pub warmup: u32,
     pub include_cold: bool,
+    #[serde(default)]
+    pub order: SweepOrder,
     /// Ranked cells first (best first), then unranked ones.
     pub cells: Vec<CellRow>,
     /// Cells of the sweep with no finished record here.
@@ -103,6 +105,9 @@ fn measured(cell: &Path, runs: &[super::summary::RunRef]) -> Vec<PathBuf> {
 }
 
 /// Ranks the cells recorded under `root` for `manifest`'s objective.
+/// With `current` (a sweep that just ran), only cells whose fingerprint is
+/// the one the sweep has now count: a cell left from before an edit is
+/// missing, never mixed in.
 ///
 /// # Errors
 /// When a finished cell's run records cannot be read.
@@ -110,6 +115,7 @@ pub fn summarize_sweep(
     root: &Path,
     manifest: &SweepManifest,
     seed: u64,
+    current: Option<&HashMap<String, Fingerprint>>,
 ) -> std::io::Result<SweepSummary> {
     let objective = &manifest.objective;
     let better = match objective.goal {
@@ -120,9 +126,10 @@ pub fn summarize_sweep(
     let mut pools = Vec::new();
     let mut missing = Vec::new();
     for planned in &manifest.cells {
-        let Some(record) =
-            read_cell(root, &planned.key).filter(|r| r.status != CellStatus::Interrupted)
-        else {
+        let Some(record) = read_cell(root, &planned.key).filter(|r| {
+            r.status != CellStatus::Interrupted
+                && current.is_none_or(|c| c.get(&planned.key) == Some(&r.fingerprint))
+        }) else {
             if manifest.assigned.contains(&planned.key) || manifest.shard.is_none() {
                 missing.push(planned.clone());
             }
@@ -198,6 +205,7 @@ pub fn summarize_sweep(
         runs: manifest.runs,
         warmup: manifest.warmup,
         include_cold: manifest.include_cold,
+        order: manifest.order,
         cells,
         missing,
         merged_from: manifest.merged_from.clone(),
@@ -320,6 +328,13 @@ impl SweepSummary {
             self.test,
             self.alpha
         ));
+        md.push_str(match self.order {
+            SweepOrder::Sequential => "The cells ran one after another (`order: sequential`): a machine whose speed drifts \
+                 during the sweep makes later cells differ from earlier ones even where a setting cannot \
+                 matter. `order: interleave` in `matrix:` runs round after round and spreads the drift over every cell.\n\n",
+            SweepOrder::Interleave => "The runs went round after round over the cells (`order: interleave`), so drift \
+                 of the machine is spread over every cell.\n\n",
+        });
         md.push_str(&self.table());
         if ties > 0 {
             md.push_str(&format!(
@@ -328,7 +343,7 @@ impl SweepSummary {
             ));
         }
         if !self.missing.is_empty() {
-            md.push_str("\n## Missing cells\n\nNo finished record here (not run yet, interrupted, or in another shard):\n\n");
+            md.push_str("\n## Missing cells\n\nNo finished record here (not run yet, interrupted, run from other sources since changed, or in another shard):\n\n");
             for m in &self.missing {
                 let label = m
                     .values
@@ -484,6 +499,7 @@ mod tests {
             runs: 3,
             warmup: 1,
             include_cold: false,
+            order: SweepOrder::Sequential,
             cells: vec![
                 row(Some(1), "aaaaaaaaaaaa", 256, Some(120.0), Mark::Best),
                 row(Some(2), "bbbbbbbbbbbb", 512, Some(119.5), Mark::Tie),

@@ -12,8 +12,25 @@ use indexmap::IndexMap;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-/// `matrix:` as written: axis → values, plus `include:` and `exclude:`.
+/// `matrix:` as written: axis → values, plus `include:`, `exclude:` and
+/// `order:` (read as nodes, so every value keeps its position).
 pub type RawMatrix = IndexMap<Spanned<String>, Spanned<Node>>;
+
+// The shape of `matrix:` for the JSON Schema only (the loader reads nodes).
+/// A sweep: axes (a setting and its values), `include:`, `exclude:` and `order:`.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "Matrix")]
+#[allow(dead_code)]
+pub struct MatrixSchema {
+    /// Settings added to the combinations they fit, or cells of their own.
+    include: Option<Vec<std::collections::BTreeMap<String, Value>>>,
+    /// Combinations to leave out (each entry matches on all its settings).
+    exclude: Option<Vec<std::collections::BTreeMap<String, Value>>>,
+    order: Option<SweepOrder>,
+    /// Axes: a setting and its values.
+    #[serde(flatten)]
+    axes: std::collections::BTreeMap<String, Vec<Value>>,
+}
 
 /// Most cells a matrix may expand to.
 pub const MAX_CELLS: usize = 10_000;
@@ -24,6 +41,31 @@ pub struct Matrix {
     /// The axes in the order written, with their values.
     pub axes: Vec<(Located<String>, Vec<Value>)>,
     pub cells: Vec<Cell>,
+    pub order: SweepOrder,
+}
+
+/// The order a sweep's runs go in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepOrder {
+    /// Cell after cell: each cell finishes (and is kept by Ctrl-C) before
+    /// the next starts; a machine that drifts makes later cells differ.
+    #[default]
+    Sequential,
+    /// Round after round: warm-ups, then run 1 of every cell, run 2 of
+    /// every cell, …; drift spreads over all cells, and cells finish
+    /// together at the end.
+    Interleave,
 }
 
 /// One combination of settings.
@@ -202,11 +244,20 @@ pub fn check(raw: &RawMatrix, at: Pos, errors: &mut Vec<Diagnostic>) -> Matrix {
     let mut axes = Vec::new();
     let mut include = Vec::new();
     let mut exclude = Vec::new();
+    let mut order = SweepOrder::default();
     let before = errors.len();
     for (key, node) in raw {
         match key.value.as_str() {
             "include" => include = entries(node, "include", errors),
             "exclude" => exclude = entries(node, "exclude", errors),
+            "order" => match &node.value {
+                Node::Scalar(Value::String(o)) if o == "sequential" => order = SweepOrder::Sequential,
+                Node::Scalar(Value::String(o)) if o == "interleave" => order = SweepOrder::Interleave,
+                _ => errors.push(
+                    Diagnostic::new("`order:` of a matrix is `sequential` or `interleave`", pos(node))
+                        .help("`sequential` runs cell after cell (the default); `interleave` runs round after round, spreading the machine's drift over every cell"),
+                ),
+            },
             _ => {
                 let Node::Seq(items) = &node.value else {
                     errors.push(
@@ -272,7 +323,7 @@ pub fn check(raw: &RawMatrix, at: Pos, errors: &mut Vec<Diagnostic>) -> Matrix {
             )),
         );
     }
-    Matrix { axes, cells }
+    Matrix { axes, cells, order }
 }
 
 /// The cells, as GitHub Actions builds a job matrix: every combination of

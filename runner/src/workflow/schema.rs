@@ -49,9 +49,10 @@ pub struct RawWorkflow {
     /// scoped as `<agent>:`, `<agent>/<stage>:` or `*/<stage>:`) with their
     /// values, plus `include:` and `exclude:` lists of settings, expanded as
     /// GitHub Actions expands a job matrix. Each cell runs with `runs:` and
-    /// `warmup:`.
+    /// `warmup:`; `order: interleave` runs round after round over the cells
+    /// (default `sequential`: cell after cell).
     #[serde(default)]
-    #[schemars(with = "Option<std::collections::BTreeMap<String, Vec<Value>>>")]
+    #[schemars(with = "Option<super::matrix::MatrixSchema>")]
     pub matrix: Option<Spanned<RawMatrix>>,
     /// What a sweep ranks its cells by: `<max|min> <metric> [p50|p95|mean|min|max]`,
     /// e.g. `max tokens_per_second p50` (default `min run_total p50`).
