@@ -123,7 +123,9 @@ pub struct Input {
     pub agent: String,
     /// The stage's `with:` configuration.
     pub config: Value,
-    /// Outputs of the agent's earlier stages, by stage id.
+    /// Outputs of the agent's earlier stages, by stage id, and of the
+    /// stages of other agents it `needs:` (directly or through its agent's
+    /// `needs:`), by `<agent>/<stage>`.
     pub inputs: Map<String, Value>,
     /// Directories granted for reading (guest paths, read-only).
     pub read_dirs: Vec<String>,

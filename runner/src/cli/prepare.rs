@@ -139,18 +139,9 @@ pub(super) async fn prepare(
                 .iter()
                 .map(|p| (Scope::default(), p.clone()))
                 .collect();
-            let mut variant = checked.variant(&side.overrides, &personas, host).await?;
-            for stage in variant
-                .workflow
-                .agents
-                .iter_mut()
-                .flat_map(|a| &mut a.stages)
-            {
-                if let Some((_, prompt)) = side.prompts.iter().find(|(id, _)| id.value == stage.id)
-                {
-                    stage.prompt = Some(prompt.clone());
-                }
-            }
+            let variant = checked
+                .variant(&side.overrides, &personas, &side.prompts, host)
+                .await?;
             checked.sides.push((side.label.clone(), variant));
         }
     }
@@ -158,14 +149,15 @@ pub(super) async fn prepare(
 }
 
 impl Checked {
-    /// The workflow with `overrides` applied and `personas` set (each on
-    /// the agents its scope names), checked whole in a template
+    /// The workflow with `overrides` applied, `personas` set (each on the
+    /// agents its scope names) and `prompts` set (by stage id), checked whole in a template
     /// environment of its own, so its record names only the templates it
     /// loaded: a comparison's side, a sweep's cell.
     pub async fn variant(
         &self,
         overrides: &Overrides,
         personas: &[(Scope, Located<String>)],
+        prompts: &[(Located<String>, Located<String>)],
         host: &PluginHost,
     ) -> Result<Checked, u8> {
         let mut workflow = self.workflow.clone();
@@ -176,6 +168,11 @@ impl Checked {
             for (scope, persona) in personas {
                 if scope.agent.as_deref().is_none_or(|a| a == agent.id) {
                     agent.persona = Some(persona.clone());
+                }
+            }
+            for stage in &mut agent.stages {
+                if let Some((_, prompt)) = prompts.iter().find(|(id, _)| id.value == stage.id) {
+                    stage.prompt = Some(prompt.clone());
                 }
             }
         }

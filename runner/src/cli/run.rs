@@ -95,6 +95,10 @@ pub(super) struct RunCommand {
     /// model.host=…`, but one per shard.
     #[arg(long, value_name = "URL", conflicts_with = "resume")]
     pub shard_host: Vec<String>,
+    /// Most stages running at once (agents without `needs:` between them
+    /// run concurrently); over the workflow's `max_parallel:`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
     /// Print the run summary as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -115,6 +119,7 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         plan,
         shard,
         shard_host,
+        max_parallel,
     } = command;
     let PlanArgs {
         runs,
@@ -193,6 +198,12 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         }
     }
     let mut checked = checked;
+    if let Some(m) = max_parallel {
+        checked.workflow.max_parallel = Some(m);
+        for (_, side) in &mut checked.sides {
+            side.workflow.max_parallel = Some(m);
+        }
+    }
     if let Some(runs) = runs {
         checked.workflow.plan.runs = runs;
     }

@@ -349,7 +349,7 @@ pub(super) async fn variants(
             overrides.set.push(format!("model.host={h}"));
         }
         let mut variant = checked
-            .variant(&overrides, &personas, host)
+            .variant(&overrides, &personas, &[], host)
             .await
             .inspect_err(|_| {
                 eprintln!("  = note: in cell `{}` ({})", cell.key(), cell.label());

@@ -1,34 +1,32 @@
-//! Scheduling: agents in order, each agent's stages in order, each stage in
-//! its own sandbox with the outputs of the agent's earlier stages as input.
-//! A failed stage skips the rest of its agent; other agents still run.
+//! A run: its record set up, its stages scheduled as a graph
+//! ([`scheduler`]: agents concurrently, each agent's stages in order,
+//! `needs:` between them), each stage in its own sandbox ([`stage`]), and
+//! the record finished. A failed stage skips only what depends on it.
 
 mod dry_run;
 mod gateway;
 mod grants;
+mod scheduler;
+mod stage;
 
 pub use dry_run::DryRun;
 
 use crate::llm::{Backend, CallRecord};
-use crate::plugin::{
-    LlmGateway, PluginHost, PluginSource, Resolver, StageFailure, StageRequest, StageServices,
-};
+use crate::plugin::{PluginHost, Resolver};
 use crate::record::calls::{CallEntry, CallLog, call_summary};
 use crate::record::checkpoint::Checkpoint;
+use crate::record::concurrency::Concurrency;
 use crate::record::provenance::TemplateFile;
 use crate::record::resume::Resume;
-use crate::record::{
-    METRICS_SCHEMA_VERSION, RunDir, RunMetrics, RunStatus, StageMetrics, StageStatus, ms,
-};
+use crate::record::{METRICS_SCHEMA_VERSION, RunDir, RunMetrics, RunStatus, StageMetrics, ms};
 use crate::template::Templates;
 use crate::workflow::BackendKind;
-use crate::workflow::{Stage, Workflow};
-use gateway::StageGateway;
-use grants::{grants, write_grant, written_files};
-use serde_json::{Map, Value};
+use crate::workflow::Workflow;
+use serde_json::Value;
+use stage::{StageContext, upcoming_plugin};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::Instrument;
 
 /// Failures that stop a run before or outside any stage.
 #[derive(Debug, thiserror::Error)]
@@ -154,25 +152,6 @@ pub struct RunOutcome {
     pub calls: Vec<CallEntry>,
 }
 
-/// The plugin of the first stage after `after` (or of the run's first stage,
-/// for `None`) that will run: not carried over by `--resume`, not past
-/// `stop_after`. It is prepared in the background — the first stage's while
-/// the run directory is set up, each next stage's while the one before runs
-/// — so its load overlaps other work instead of adding to the run's time.
-fn upcoming_plugin(
-    workflow: &Workflow,
-    resolver: &Resolver,
-    resume: Option<&Resume>,
-    after: Option<(&str, &str)>,
-) -> Option<PluginSource> {
-    let mut stages = workflow.stages();
-    if let Some((agent, stage)) = after {
-        stages.find(|(a, s)| a.id == agent && s.id == stage)?;
-    }
-    let (_, next) = stages.find(|(a, s)| !resume.is_some_and(|r| r.completed(&a.id, &s.id)))?;
-    resolver.resolve(&next.plugin.value, &workflow.dir).ok()
-}
-
 /// Runs every agent of `workflow` and writes the run record.
 ///
 /// # Errors
@@ -227,6 +206,7 @@ pub async fn run(
             templates: template_files(&templates),
             ..options.provenance.clone()
         },
+        concurrency: None,
     };
 
     dir.write_json("run.json", &options.invocation)
@@ -240,152 +220,43 @@ pub async fn run(
         Checkpoint::start(&dir, &kept, options.resume.is_some(), clock).map_err(record_err)?;
     metrics.calls = kept.iter().map(call_summary).collect();
     let calls = Arc::new(CallLog::with(kept));
-    let mut interrupted = false;
-    let last_stage = workflow.stages().last().map(|(a, s)| (&a.id, &s.id));
-    let reporting = workflow
-        .agents
-        .iter()
-        .filter(|a| a.report.is_some())
-        .count();
-    for agent in &workflow.agents {
-        let mut outputs = Map::new();
-        let mut failed = false;
-        let agent_clock = Instant::now();
-        let first_stage = metrics.stages.len();
-        for stage in &agent.stages {
-            let mut record = StageMetrics {
-                agent: agent.id.clone(),
-                stage: stage.id.clone(),
-                plugin: stage.plugin.value.clone(),
-                plugin_origin: String::new(),
-                status: StageStatus::Skipped,
-                error: None,
-                wall_ms: 0.0,
-                load_ms: 0.0,
-                load_kind: None,
-                instantiate_ms: 0.0,
-                guest_ms: 0.0,
-                llm_ms: 0.0,
-                output_bytes: 0,
-                resumed: false,
-                files: Vec::new(),
-            };
-            let earlier = if failed || interrupted {
-                None
-            } else {
-                options
-                    .resume
-                    .as_ref()
-                    .and_then(|r| r.take(&agent.id, &stage.id))
-            };
-            if let Some((earlier, output)) = earlier {
-                record = earlier;
-                outputs.insert(stage.id.clone(), output);
-            } else if !failed && !interrupted {
-                options.observer.stage_started(&agent.id, &stage.id);
-                let stage_clock = Instant::now();
-                let context = StageContext {
-                    workflow,
-                    host,
-                    resolver: &resolver,
-                    templates: &templates,
-                    options,
-                    calls: &calls,
-                    dir: &dir,
-                };
-                let span = tracing::info_span!("stage", agent = %agent.id, stage = %stage.id, plugin = %stage.plugin.value);
-                let work =
-                    run_stage(&context, agent, stage, &outputs, &mut record).instrument(span);
-                let result = match options.interrupt.clone() {
-                    Some(mut interrupt) => tokio::select! {
-                        result = work => result,
-                        _ = interrupt.wait_for(|stop| *stop) => Err(StageFailure::Interrupted),
-                    },
-                    None => work.await,
-                };
-                record.wall_ms = ms(stage_clock.elapsed());
-                match result {
-                    Ok(output) => {
-                        let text = serde_json::to_vec_pretty(&output).unwrap_or_default();
-                        record.output_bytes = text.len();
-                        dir.write(&format!("outputs/{}/{}.json", agent.id, stage.id), &text)
-                            .map_err(record_err)?;
-                        record.status = StageStatus::Ok;
-                        outputs.insert(stage.id.clone(), output);
-                        tracing::info!(agent = %agent.id, stage = %stage.id, wall_ms = record.wall_ms, "stage finished");
-                    }
-                    Err(failure) => {
-                        // The command line prints the failure once, from the
-                        // record; the log has it with -v.
-                        tracing::info!(agent = %agent.id, stage = %stage.id, error = %failure, "stage failed");
-                        if matches!(failure, StageFailure::Interrupted) {
-                            interrupted = true;
-                            metrics.status = RunStatus::Interrupted;
-                        } else if metrics.status == RunStatus::Ok {
-                            metrics.status = RunStatus::Failed;
-                        }
-                        record.status = StageStatus::Failed;
-                        record.error = Some(failure);
-                        failed = true;
-                    }
-                }
+    let context = StageContext {
+        workflow,
+        host,
+        resolver: &resolver,
+        templates: &templates,
+        options,
+        calls: &calls,
+        dir: &dir,
+    };
+    let mut schedule =
+        scheduler::Schedule::new(&context, &mut metrics, &mut checkpoint, clock, started);
+    schedule.run().await.map_err(record_err)?;
+    drop(schedule);
+    metrics.concurrency = Concurrency::of(&metrics.stages, workflow.max_parallel);
+    if let Some(c) = &metrics.concurrency {
+        let analysis = c.markdown(&metrics.stages);
+        dir.write("concurrency.md", analysis.as_bytes())
+            .map_err(record_err)?;
+        // Several reports: one more that holds them all and the analysis,
+        // in markdown and (with every agent's figures) JSON.
+        if metrics.reports.len() > 1 {
+            let mut reports = Vec::new();
+            for name in &metrics.reports {
+                let text = std::fs::read_to_string(dir.path().join(name)).map_err(record_err)?;
+                let agent = name.trim_start_matches("report-").trim_end_matches(".md");
+                reports.push((agent.to_owned(), text));
             }
-            options.observer.stage_finished(&record);
-            metrics.stages.push(record);
-            metrics.total_ms = ms(clock.elapsed());
-            let entries = calls.entries();
-            if checkpoint
-                .append_calls(&dir, &entries)
-                .map_err(record_err)?
-            {
-                metrics.calls = entries.iter().map(call_summary).collect();
-            }
-            if options
-                .stop_after
-                .as_ref()
-                .is_some_and(|(a, s)| *a == agent.id && *s == stage.id)
-            {
-                return finish(dir, metrics, clock, calls, checkpoint, &templates);
-            }
-            // After the last stage, `finish` writes metrics.json right away.
-            if last_stage != Some((&agent.id, &stage.id)) {
-                checkpoint.metrics(&dir, &metrics).map_err(record_err)?;
-            }
-        }
-        if let Some(template) = &agent.report {
-            let entries = calls.entries();
-            let agent_calls: Vec<&CallEntry> =
-                entries.iter().filter(|c| c.agent == agent.id).collect();
-            let stage_records: Vec<&StageMetrics> = metrics.stages[first_stage..].iter().collect();
-            let context = crate::record::report::context(
-                &workflow.name,
-                agent,
-                started,
-                agent_clock.elapsed().as_secs_f64(),
-                &stage_records,
-                &outputs,
-                &agent_calls,
-            );
-            let name = if reporting == 1 {
-                "report.md".to_owned()
-            } else {
-                format!("report-{}.md", agent.id)
-            };
-            match templates.render(&template.value, &context) {
-                Ok(text) => {
-                    dir.write(&name, text.as_bytes()).map_err(record_err)?;
-                    metrics.reports.push(name);
-                }
-                Err(e) => {
-                    tracing::info!(agent = %agent.id, error = %e, "report template failed");
-                    metrics
-                        .report_errors
-                        .push(format!("agent `{}`: {e}", agent.id));
-                    if metrics.status == RunStatus::Ok {
-                        metrics.status = RunStatus::Failed;
-                    }
-                }
-            }
+            let md = crate::record::concurrency::combined(&workflow.name, &reports, &analysis);
+            dir.write("report.md", md.as_bytes()).map_err(record_err)?;
+            let json = serde_json::json!({
+                "workflow": workflow.name,
+                "reports": metrics.reports,
+                "stages": metrics.stages,
+                "concurrency": c,
+            });
+            dir.write_json("report.json", &json).map_err(record_err)?;
+            metrics.reports.insert(0, "report.md".into());
         }
     }
     finish(dir, metrics, clock, calls, checkpoint, &templates)
@@ -432,95 +303,4 @@ pub fn template_file(t: crate::template::Resolved) -> TemplateFile {
         root: t.root,
         sha256: t.sha256,
     }
-}
-
-/// What every stage of a run shares.
-struct StageContext<'a> {
-    workflow: &'a Workflow,
-    host: &'a PluginHost,
-    resolver: &'a Resolver,
-    templates: &'a Arc<Templates>,
-    options: &'a RunOptions,
-    calls: &'a Arc<CallLog>,
-    dir: &'a RunDir,
-}
-
-async fn run_stage(
-    cx: &StageContext<'_>,
-    agent: &crate::workflow::Agent,
-    stage: &Stage,
-    outputs: &Map<String, Value>,
-    record: &mut StageMetrics,
-) -> Result<Value, StageFailure> {
-    let StageContext {
-        workflow,
-        host,
-        resolver,
-        templates,
-        options,
-        calls,
-        dir,
-    } = *cx;
-    let source: PluginSource = resolver
-        .resolve(&stage.plugin.value, &workflow.dir)
-        .map_err(|e| StageFailure::Failed(e.to_string()))?;
-    record.plugin_origin = source.origin();
-    let loaded = host
-        .load(&source)
-        .await
-        .map_err(|e| StageFailure::Failed(e.to_string()))?;
-    let last = options
-        .stop_after
-        .as_ref()
-        .is_some_and(|(a, s)| *a == agent.id && *s == stage.id);
-    let next = Some((agent.id.as_str(), stage.id.as_str()));
-    if let Some(next) = upcoming_plugin(workflow, resolver, options.resume.as_ref(), next)
-        && !last
-    {
-        host.prefetch(&next);
-    }
-    record.load_ms = ms(loaded.load_time);
-    record.load_kind = Some(loaded.kind);
-    let request = StageRequest {
-        agent: agent.id.clone(),
-        stage: stage.id.clone(),
-        config: stage.config.clone(),
-        inputs: Value::Object(outputs.clone()),
-        read: grants(&options.input, stage)?,
-        write: write_grant(dir.path(), agent, stage)?,
-        write_limit: stage.write_limit,
-        prompt_template: stage.prompt.as_ref().map(|p| p.value.clone()),
-        persona_template: agent.persona.as_ref().map(|p| p.value.clone()),
-        timeout: stage.timeout,
-        memory_limit: stage.memory_limit,
-    };
-    let llm = stage.model.as_ref().map(|model| {
-        Arc::new(StageGateway {
-            backend: options.backends.get(model.backend),
-            model: model.clone(),
-            agent: agent.id.clone(),
-            stage: stage.id.clone(),
-            log: calls.clone(),
-            observer: options.observer.clone(),
-            allowed_models: stage.allowed_models.clone(),
-            max_calls: stage.max_llm_calls,
-            max_tokens: stage.max_llm_tokens,
-            retry: crate::llm::RetryPolicy::default(),
-            used: std::sync::Mutex::new((0, 0)),
-        }) as Arc<dyn LlmGateway>
-    });
-    let services = StageServices {
-        llm,
-        templates: Some(templates.clone()),
-        label: format!("{}/{}", agent.id, stage.id),
-    };
-    let run = host.run(&loaded.prepared, &request, services).await;
-    record.files = written_files(dir.path(), &run.written);
-    record.instantiate_ms = ms(run.instantiate);
-    record.guest_ms = ms(run.guest);
-    record.llm_ms = ms(run.llm);
-    if !run.stderr.is_empty() {
-        tracing::debug!(stderr = %run.stderr, "plugin stderr");
-    }
-    run.result
 }

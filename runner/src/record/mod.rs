@@ -4,6 +4,7 @@
 
 pub mod calls;
 pub mod checkpoint;
+pub mod concurrency;
 pub mod provenance;
 pub mod report;
 pub mod resume;
@@ -47,6 +48,9 @@ pub struct StageMetrics {
     pub status: StageStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StageFailure>,
+    /// When the stage started, in ms from the start of the run.
+    #[serde(default)]
+    pub started_ms: f64,
     /// From the start of the stage to its record: load + instantiate + guest.
     pub wall_ms: f64,
     /// How long the stage waited for its plugin. The next stage's plugin is
@@ -109,6 +113,9 @@ pub struct RunMetrics {
     pub report_errors: Vec<String>,
     /// What produced the run.
     pub provenance: provenance::Provenance,
+    /// With several agents: how much they overlapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<concurrency::Concurrency>,
 }
 
 /// A run directory.

@@ -204,6 +204,7 @@ mod tests {
             description: None,
             report: None,
             persona: None,
+            needs: Vec::new(),
             stages: Vec::new(),
         };
         let built = context(

@@ -2,6 +2,7 @@
 //! checked [`Workflow`] the engine runs. Every error names file:line:column,
 //! says what was expected and, for a typo, the nearest valid name.
 
+pub mod dag;
 mod diagnostic;
 pub mod matrix;
 pub mod node;
@@ -66,6 +67,10 @@ pub struct Workflow {
     pub agents: Vec<Agent>,
     /// Repeats, warm-up and comparison.
     pub plan: plan::Plan,
+    /// Most stages running at once (`None`: every ready stage).
+    pub max_parallel: Option<u32>,
+    /// Which stage waits for which.
+    pub dag: dag::Dag,
     source: String,
 }
 
@@ -80,6 +85,8 @@ pub struct Agent {
     pub report: Option<Located<String>>,
     /// Persona template name.
     pub persona: Option<Located<String>>,
+    /// Agents that finish before this one starts.
+    pub needs: Vec<Located<String>>,
     pub stages: Vec<Stage>,
 }
 
@@ -95,6 +102,8 @@ pub struct Stage {
     pub config_positions: node::Positions,
     /// Prompt template name.
     pub prompt: Option<Located<String>>,
+    /// Stages of other agents (`<agent>/<stage>`) that finish before this one.
+    pub needs: Vec<Located<String>>,
     /// The effective model: stage over agent over workflow.
     pub model: Option<ModelSpec>,
     pub timeout: Duration,
@@ -235,8 +244,24 @@ impl Workflow {
             }
             plan.objective = objective::check(&o.value, at, &mut problems);
         }
+        let max_parallel = raw.max_parallel.as_ref().and_then(|m| {
+            if m.value == 0 {
+                problems.push(
+                    Diagnostic::new(
+                        "`max_parallel: 0` would run nothing",
+                        Pos::from(m.referenced),
+                    )
+                    .help("at least 1 (1 runs one stage at a time)"),
+                );
+                None
+            } else {
+                Some(m.value)
+            }
+        });
         let checked = validate::check(raw);
+        let mut graph = dag::Dag::default();
         if let Ok((_, _, agents)) = &checked {
+            graph = dag::build(agents, &mut problems);
             let ids: Vec<&str> = agents
                 .iter()
                 .flat_map(|a| a.stages.iter().map(|s| s.id.as_str()))
@@ -265,6 +290,8 @@ impl Workflow {
             description,
             agents,
             plan,
+            max_parallel,
+            dag: graph,
             source: source.to_owned(),
         })
     }

@@ -41,6 +41,11 @@ pub struct RawWorkflow {
     #[serde(default)]
     #[schemars(with = "Option<u32>", range(max = 10000))]
     pub warmup: Option<Spanned<u32>>,
+    /// Most stages running at once (default: as many as are ready);
+    /// `--max-parallel` overrides it.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_parallel: Option<Spanned<u32>>,
     /// A baseline and a candidate to compare, run interleaved.
     #[serde(default)]
     pub compare: Option<RawCompare>,
@@ -84,6 +89,11 @@ pub struct RawAgent {
     /// The agent's model, over the workflow's.
     #[serde(default)]
     pub model: Option<RawModel>,
+    /// Agents whose stages all finish before this agent's first stage
+    /// starts; their outputs reach this agent's stages as `<agent>/<stage>`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub needs: Vec<Spanned<String>>,
     #[schemars(with = "Vec<RawStage>")]
     pub stages: Spanned<Vec<RawStage>>,
 }
@@ -106,6 +116,12 @@ pub struct RawStage {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub prompt: Option<Spanned<String>>,
+    /// Stages of other agents (`<agent>/<stage>`) that finish before this
+    /// one starts; their outputs reach it as `<agent>/<stage>`. (The
+    /// agent's own earlier stages always come first.)
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub needs: Vec<Spanned<String>>,
     /// The stage's model, over the agent's.
     #[serde(default)]
     pub model: Option<RawModel>,

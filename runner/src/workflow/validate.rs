@@ -277,6 +277,7 @@ fn check_agent(
         description: agent.description.clone(),
         report: agent.report.as_ref().map(located),
         persona: agent.persona.as_ref().map(located),
+        needs: agent.needs.iter().map(located).collect(),
         stages,
     }
 }
@@ -390,6 +391,7 @@ fn check_stage(stage: &RawStage, model: Option<ModelSpec>, errors: &mut Vec<Diag
         config,
         config_positions,
         prompt: stage.prompt.as_ref().map(located),
+        needs: stage.needs.iter().map(located).collect(),
         model,
         timeout,
         read,

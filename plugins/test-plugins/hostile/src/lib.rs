@@ -3,7 +3,8 @@
 //! (overflows its stack), `panic`, `output` (returns `bytes` bytes of JSON,
 //! default 200 MB), `llm` (calls the model), `read` (reads `path`), `env`
 //! (lists its environment), `connect` (opens a TCP connection to `path`),
-//! `sleep` (returns after `ms` milliseconds), `ok`.
+//! `sleep` (returns after `ms` milliseconds), `inputs` (returns the
+//! outputs it received), `ok`.
 
 use chimera_plugin::{Info, Input, Plugin, StageError, export_plugin, llm};
 use serde::Deserialize;
@@ -97,6 +98,7 @@ impl Plugin for Hostile {
                 Ok(json!({"slept_ms": config.ms}))
             }
             "ok" => Ok(json!({"ok": true, "agent": input.agent})),
+            "inputs" => Ok(json!({"inputs": input.inputs})),
             other => Err(StageError::InvalidConfig(format!("unknown mode `{other}`"))),
         }
     }
