@@ -28,6 +28,7 @@ fn main() {
     options.insert("temperature".to_owned(), json!(0));
     options.insert("num_ctx".to_owned(), json!(2048));
     let model = ModelSpec {
+        hosts: Vec::new(),
         backend: BackendKind::Embedded,
         name: "smollm2-135m".into(),
         host: None,

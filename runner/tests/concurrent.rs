@@ -343,3 +343,142 @@ fn the_multi_agent_study_runs_both_agents_at_once_with_a_combined_report() {
         "{chats:?}"
     );
 }
+
+fn chats(fake: &FakeOllama) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path == "/api/chat")
+        .count()
+}
+
+/// One agent of `stages` LLM stages per entry of `agents`, on a model
+/// with `hosts:` (the agent's own `model:` line may pin it).
+fn pooled(dir: &Path, hosts: &str, agents: &[(&str, usize, &str)]) -> std::path::PathBuf {
+    let plugin = hostile();
+    let mut text = format!(
+        "version: 1\nname: pool\nmodel: {{backend: ollama, name: \"gemma3:latest\", hosts: {hosts}}}\nagents:\n"
+    );
+    for (id, stages, model) in agents {
+        text.push_str(&format!("  - id: {id}\n{model}    stages:\n"));
+        for s in 0..*stages {
+            text.push_str(&format!(
+                "      - id: s{s}\n        plugin: {plugin}\n        with: {{mode: llm}}\n"
+            ));
+        }
+    }
+    write(dir, "pool.yaml", &text)
+}
+
+#[test]
+fn a_benched_hosts_calls_go_to_the_other_host_and_a_streamed_call_stays() {
+    use chimera_tests::fake_ollama::Fault;
+    let tmp = tempfile::tempdir().unwrap();
+    let down = FakeOllama::start(FakeConfig::token_count(4).fault(Fault::Status(500)));
+    let up = FakeOllama::start(FakeConfig::token_count(4));
+    let flow = pooled(
+        tmp.path(),
+        &format!("[\"{}\", \"{}\"]", down.url(), up.url()),
+        &[("a", 3, "")],
+    );
+    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(chats(&down), 1, "tried once, then benched");
+    assert_eq!(chats(&up), 3);
+    let metrics = json(&tmp.path().join("out/metrics.json"));
+    let calls = metrics["calls"].as_array().unwrap();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["host"] == up.url() && c["error"].is_null()),
+        "{calls:#?}"
+    );
+    assert_eq!(calls[0]["hosts_left"][0], down.url());
+    let hosts = metrics["hosts"].as_array().unwrap();
+    let usage = |url: &str| hosts.iter().find(|h| h["host"] == url).cloned().unwrap();
+    assert_eq!(
+        (
+            usage(&down.url())["calls"].as_u64(),
+            usage(&down.url())["failures"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(usage(&up.url())["calls"], 3);
+    assert!(usage(&up.url())["utilisation"].as_f64().unwrap() > 0.0);
+
+    // A call that streamed tokens before failing is never moved.
+    let tmp = tempfile::tempdir().unwrap();
+    let breaks = FakeOllama::start(FakeConfig::token_count(6).fault(Fault::ErrorLineAfter(2)));
+    let spare = FakeOllama::start(FakeConfig::token_count(4));
+    let flow = pooled(
+        tmp.path(),
+        &format!("[\"{}\", \"{}\"]", breaks.url(), spare.url()),
+        &[("a", 1, "")],
+    );
+    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        chats(&spare),
+        0,
+        "the half-answered call stayed on its host"
+    );
+    let metrics = json(&tmp.path().join("out/metrics.json"));
+    assert!(!metrics["calls"][0]["error"].is_null());
+}
+
+#[test]
+fn a_full_pool_queues_calls_and_a_pinned_agent_keeps_its_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = || {
+        FakeOllama::start(
+            FakeConfig::token_count(4).delays(Duration::from_millis(300), Duration::ZERO),
+        )
+    };
+    let (a, b, own) = (slow(), slow(), slow());
+    let flow = pooled(
+        tmp.path(),
+        &format!(
+            "[{{url: \"{}\", max_concurrency: 1}}, {{url: \"{}\", max_concurrency: 1}}]",
+            a.url(),
+            b.url()
+        ),
+        &[
+            ("one", 1, ""),
+            ("two", 1, ""),
+            ("three", 1, ""),
+            (
+                "pinned",
+                1,
+                &format!("    model: {{host: \"{}\"}}\n", own.url()),
+            ),
+        ],
+    );
+    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(chats(&a) + chats(&b), 3);
+    assert!(chats(&a) >= 1 && chats(&b) >= 1, "spread over both hosts");
+    assert_eq!(
+        chats(&own),
+        1,
+        "the pinned agent's call went to its own host"
+    );
+    let metrics = json(&tmp.path().join("out/metrics.json"));
+    let queued: Vec<f64> = metrics["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["queue_ms"].as_f64())
+        .collect();
+    assert_eq!(queued.len(), 3, "pooled calls say how long they queued");
+    assert!(
+        queued.iter().any(|q| *q > 200.0),
+        "the third call waited for a free host: {queued:?}"
+    );
+    let hosts = metrics["hosts"].as_array().unwrap();
+    assert_eq!(
+        hosts
+            .iter()
+            .map(|h| h["calls"].as_u64().unwrap())
+            .sum::<u64>(),
+        3
+    );
+}

@@ -14,6 +14,7 @@ pub fn model_spec(
     options: &[(&str, Value)],
 ) -> ModelSpec {
     ModelSpec {
+        hosts: Vec::new(),
         backend,
         name: name.into(),
         host: host.map(str::to_owned),

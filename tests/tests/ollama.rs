@@ -14,6 +14,7 @@ const MODEL: &str = "gemma3:latest";
 
 fn model_at(host: &str, options: &[(&str, Value)], keep_alive: Option<Value>) -> ModelSpec {
     ModelSpec {
+        hosts: Vec::new(),
         keep_alive,
         ..model_spec(BackendKind::Ollama, MODEL, Some(host), options)
     }

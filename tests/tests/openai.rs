@@ -19,6 +19,7 @@ const CHILD_MARK: &str = "CHIMERA_OPENAI_TEST_CHILD";
 
 fn model_at(host: &str, options: &[(&str, Value)], api_key_env: Option<&str>) -> ModelSpec {
     ModelSpec {
+        hosts: Vec::new(),
         api_key_env: api_key_env.map(str::to_owned),
         ..model_spec(BackendKind::Openai, MODEL, Some(host), options)
     }

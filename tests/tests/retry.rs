@@ -15,6 +15,7 @@ const MODEL: &str = "gemma3:latest";
 
 fn model_at(backend: BackendKind, name: &str, host: &str) -> ModelSpec {
     ModelSpec {
+        hosts: Vec::new(),
         backend,
         name: name.into(),
         host: Some(host.into()),

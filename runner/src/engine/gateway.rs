@@ -2,7 +2,10 @@
 //! stage's model, measures and logs every call, and reports progress.
 
 use super::Observer;
-use crate::llm::{Backend, Message, RetryPolicy, chat_with_retry};
+use crate::llm::pool::HostPools;
+use crate::llm::{
+    Backend, CallRecord, LlmError, LlmErrorKind, Message, RetryPolicy, chat_with_retry,
+};
 use crate::plugin::{BoxFuture, GatewayError, LlmGateway, LlmReply};
 use crate::record::calls::{CallEntry, CallLog};
 use crate::workflow::ModelSpec;
@@ -25,6 +28,8 @@ pub struct StageGateway {
     pub retry: RetryPolicy,
     /// Calls made and tokens generated so far.
     pub used: Mutex<(u32, u64)>,
+    /// Where a model with `hosts:` finds a free host.
+    pub pools: Arc<HostPools>,
 }
 
 impl StageGateway {
@@ -64,6 +69,87 @@ impl StageGateway {
     }
 }
 
+impl StageGateway {
+    /// One call over the model's pool: to the least busy host, and on to
+    /// another when a host fails before any token in a way that says it is
+    /// down (that host is benched). A call that streamed tokens, or failed
+    /// for a reason another host would share (a bad request, an unknown
+    /// model), is not moved.
+    async fn pooled(
+        &self,
+        messages: &[Message],
+        on_token: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<CallRecord, LlmError> {
+        let mut tried: Vec<String> = Vec::new();
+        let mut queued = std::time::Duration::ZERO;
+        let mut last: Option<LlmError> = None;
+        loop {
+            let Some(lease) = self.pools.acquire(&self.model.hosts, &tried).await else {
+                let mut error = last.unwrap_or_else(|| {
+                    let hosts: Vec<&str> =
+                        self.model.hosts.iter().map(|h| h.url.as_str()).collect();
+                    LlmError::new(
+                        LlmErrorKind::Connect,
+                        format!(
+                            "every host of the pool is benched after failing: {}",
+                            hosts.join(", ")
+                        ),
+                        CallRecord::default(),
+                    )
+                });
+                error.record.hosts_left = tried;
+                error.record.queue_ms = Some(queued.as_secs_f64() * 1000.0);
+                return Err(error);
+            };
+            queued += lease.queued;
+            let spec = ModelSpec {
+                host: Some(lease.host.clone()),
+                hosts: Vec::new(),
+                ..self.model.clone()
+            };
+            // With other hosts to go to, a failing host is not tried again.
+            let policy = if self.model.hosts.len() > 1 {
+                RetryPolicy::none()
+            } else {
+                self.retry
+            };
+            let result =
+                chat_with_retry(self.backend.as_ref(), &policy, &spec, messages, on_token).await;
+            let down = match &result {
+                Ok(_) => false,
+                Err(e) => {
+                    let streamed = e.record.ttft_ms.is_some() || !e.record.text.is_empty();
+                    !streamed
+                        && matches!(
+                            e.kind,
+                            LlmErrorKind::ConnectionRefused
+                                | LlmErrorKind::ConnectTimeout
+                                | LlmErrorKind::Connect
+                                | LlmErrorKind::ServerError
+                        )
+                }
+            };
+            self.pools.release(&lease, down);
+            match result {
+                Err(e) if down => {
+                    tried.push(lease.host);
+                    last = Some(e);
+                }
+                Ok(mut record) => {
+                    record.queue_ms = Some(queued.as_secs_f64() * 1000.0);
+                    record.hosts_left = tried;
+                    return Ok(record);
+                }
+                Err(mut e) => {
+                    e.record.queue_ms = Some(queued.as_secs_f64() * 1000.0);
+                    e.record.hosts_left = tried;
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 impl LlmGateway for StageGateway {
     fn generate(
         &self,
@@ -79,15 +165,19 @@ impl LlmGateway for StageGateway {
             let (agent, stage) = (self.agent.clone(), self.stage.clone());
             let on_token = move |piece: &str| observer.token(&agent, &stage, piece);
             let span = tracing::info_span!("llm_call", backend = self.backend.name(), model = %self.model.name);
-            let result = chat_with_retry(
-                self.backend.as_ref(),
-                &self.retry,
-                &self.model,
-                &messages,
-                &on_token,
-            )
-            .instrument(span)
-            .await;
+            let result = if self.model.hosts.is_empty() {
+                chat_with_retry(
+                    self.backend.as_ref(),
+                    &self.retry,
+                    &self.model,
+                    &messages,
+                    &on_token,
+                )
+                .instrument(span)
+                .await
+            } else {
+                self.pooled(&messages, &on_token).instrument(span).await
+            };
             let (record, outcome) = match result {
                 Ok(record) => {
                     // A plugin gets the counts the backend reported; an

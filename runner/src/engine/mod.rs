@@ -66,6 +66,8 @@ pub struct Backends {
     pub ollama: Arc<dyn Backend>,
     pub openai: Arc<dyn Backend>,
     pub embedded: Arc<dyn Backend>,
+    /// The state of every `hosts:` pool, shared by every run of the process.
+    pub pools: Arc<crate::llm::pool::HostPools>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -87,6 +89,7 @@ impl Backends {
             ollama: Arc::new(crate::llm::OllamaBackend::new(timeouts)),
             openai: Arc::new(crate::llm::OpenAiBackend::new(timeouts)),
             embedded: Arc::new(crate::llm::EmbeddedBackend::new()),
+            pools: Arc::default(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Backends {
             ollama: backend.clone(),
             openai: backend.clone(),
             embedded: backend,
+            pools: Arc::default(),
         }
     }
 
@@ -207,7 +211,19 @@ pub async fn run(
             ..options.provenance.clone()
         },
         concurrency: None,
+        hosts: Vec::new(),
     };
+    let pooled: Vec<String> = {
+        let mut urls: Vec<String> = workflow
+            .stages()
+            .filter_map(|(_, s)| s.model.as_ref())
+            .flat_map(|m| m.hosts.iter().map(|h| h.url.clone()))
+            .collect();
+        urls.sort();
+        urls.dedup();
+        urls
+    };
+    let pools_before = options.backends.pools.usage(&pooled);
 
     dir.write_json("run.json", &options.invocation)
         .map_err(record_err)?;
@@ -234,6 +250,11 @@ pub async fn run(
     schedule.run().await.map_err(record_err)?;
     drop(schedule);
     metrics.concurrency = Concurrency::of(&metrics.stages, workflow.max_parallel);
+    metrics.hosts = crate::llm::pool::since(
+        &pools_before,
+        options.backends.pools.usage(&pooled),
+        ms(clock.elapsed()),
+    );
     if let Some(c) = &metrics.concurrency {
         let analysis = c.markdown(&metrics.stages);
         dir.write("concurrency.md", analysis.as_bytes())

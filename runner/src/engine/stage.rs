@@ -107,6 +107,7 @@ pub(super) async fn run_stage(
             max_tokens: stage.max_llm_tokens,
             retry: crate::llm::RetryPolicy::default(),
             used: std::sync::Mutex::new((0, 0)),
+            pools: options.backends.pools.clone(),
         }) as Arc<dyn LlmGateway>
     });
     let services = StageServices {

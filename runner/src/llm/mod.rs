@@ -16,6 +16,7 @@ pub mod models;
 pub mod ndjson;
 mod ollama;
 pub mod openai;
+pub mod pool;
 pub mod retry;
 pub mod sse;
 
@@ -146,6 +147,12 @@ pub struct CallRecord {
     /// server's `model`), when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
+    /// For a model with `hosts:`: how long the call waited for a free host
+    /// (ms), and the hosts it left before this one (failed before any token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts_left: Vec<String>,
 }
 
 /// The `load_duration` from which an Ollama call counts as cold: a resident

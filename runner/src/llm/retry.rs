@@ -236,6 +236,7 @@ mod tests {
 
     fn model() -> ModelSpec {
         ModelSpec {
+            hosts: Vec::new(),
             backend: BackendKind::Ollama,
             name: "gemma3:latest".into(),
             host: None,

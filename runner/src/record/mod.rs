@@ -113,6 +113,10 @@ pub struct RunMetrics {
     pub report_errors: Vec<String>,
     /// What produced the run.
     pub provenance: provenance::Provenance,
+    /// Each pooled host's calls, failures, busy time, queueing and
+    /// utilisation in this run (models with `hosts:` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::llm::pool::HostUsage>,
     /// With several agents: how much they overlapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<concurrency::Concurrency>,

@@ -236,6 +236,7 @@ mod tests {
         options.insert("temperature".to_owned(), json!(0.8));
         options.insert("seed".to_owned(), json!(7));
         let model = ModelSpec {
+            hosts: Vec::new(),
             backend: BackendKind::Ollama,
             name: "gemma3:latest".into(),
             host: None,

@@ -154,10 +154,22 @@ pub struct ModelSpec {
     pub name: String,
     /// The server address (`ollama`, `openai`); backends have defaults.
     pub host: Option<String>,
+    /// A pool of servers instead of one `host`: each call goes to the
+    /// host with the fewest calls in flight.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<PoolHost>,
     /// The environment variable holding the API key (`openai`).
     pub api_key_env: Option<String>,
     pub keep_alive: Option<Value>,
     pub options: IndexMap<String, Value>,
+}
+
+/// One host of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PoolHost {
+    pub url: String,
+    /// Most calls in flight at once (`None`: no bound).
+    pub max_concurrency: Option<u32>,
 }
 
 impl Workflow {

@@ -244,7 +244,11 @@ impl Workflow {
                             .map_or_else(|| value.to_string(), str::to_owned)
                     };
                     match key.as_str() {
-                        "model.host" => model.host = Some(text()),
+                        "model.host" => {
+                            // One host pins a pool to it.
+                            model.host = Some(text());
+                            model.hosts.clear();
+                        }
                         "model.keep_alive" => model.keep_alive = Some(value.clone()),
                         "model.name" => model.name = text(),
                         "model.backend" => model.backend = backend(&text(), key)?,

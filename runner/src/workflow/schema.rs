@@ -179,6 +179,13 @@ pub struct RawModel {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
+    /// A pool of servers instead of one `host`: each call goes to the host
+    /// with the fewest calls in flight; a host that fails to connect or
+    /// answers 5xx before any token is benched for a while. Each entry is a
+    /// URL or `{url, max_concurrency}`. A `host:` at a lower level (an
+    /// agent, a stage, `--set model.host=…`) pins it to one server.
+    #[serde(default)]
+    pub hosts: Option<Vec<RawPoolHost>>,
     /// For the `openai` backend: the name of the environment variable that
     /// holds the API key (the key itself never appears in a workflow or record).
     #[serde(default)]
@@ -192,6 +199,21 @@ pub struct RawModel {
     #[serde(default)]
     #[schemars(schema_with = "super::options::json_schema")]
     pub options: IndexMap<Spanned<String>, Spanned<Value>>,
+}
+
+/// One host of a pool, as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "PoolHost")]
+pub enum RawPoolHost {
+    Url(String),
+    Full {
+        url: String,
+        /// Most calls in flight at once on this host.
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        max_concurrency: Option<u32>,
+    },
 }
 
 /// `600s`, `10m`, `1h30m`, or seconds as a number.

@@ -496,13 +496,44 @@ fn merge_models(
     let mut backend: Option<&Spanned<String>> = None;
     let mut name = None;
     let mut host = None;
+    let mut hosts: Vec<super::PoolHost> = Vec::new();
     let mut api_key_env = None;
     let mut keep_alive = None;
     let mut options = indexmap::IndexMap::new();
     for level in levels.iter().flatten() {
         backend = level.backend.as_ref().or(backend);
         name = level.name.as_ref().or(name);
-        host = level.host.as_ref().or(host);
+        // A level's `host:` pins what a level above pooled, and its
+        // `hosts:` pools what a level above pinned.
+        if let Some(h) = &level.host {
+            host = Some(h);
+            hosts.clear();
+        }
+        if let Some(pool) = &level.hosts {
+            if level.host.is_some() {
+                errors.push(
+                    Diagnostic::new("a model has `host:` or `hosts:`, not both", pos(stage))
+                        .help("one server: `host:`; a pool: `hosts:`"),
+                );
+            }
+            host = None;
+            hosts = pool
+                .iter()
+                .map(|h| match h {
+                    super::schema::RawPoolHost::Url(url) => super::PoolHost {
+                        url: url.clone(),
+                        max_concurrency: None,
+                    },
+                    super::schema::RawPoolHost::Full {
+                        url,
+                        max_concurrency,
+                    } => super::PoolHost {
+                        url: url.clone(),
+                        max_concurrency: *max_concurrency,
+                    },
+                })
+                .collect();
+        }
         api_key_env = level.api_key_env.as_ref().or(api_key_env);
         keep_alive = level.keep_alive.as_ref().or(keep_alive);
         for (k, v) in &level.options {
@@ -545,6 +576,7 @@ fn merge_models(
         backend: backend_kind,
         name: name.value.clone(),
         host: host.map(|h| h.value.clone()),
+        hosts,
         api_key_env: api_key_env.map(|k| k.value.clone()),
         keep_alive: keep_alive.map(|k| k.value.clone()),
         options,

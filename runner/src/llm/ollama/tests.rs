@@ -3,6 +3,7 @@ use crate::workflow::BackendKind;
 
 fn spec(options: &[(&str, Value)], keep_alive: Option<Value>) -> ModelSpec {
     ModelSpec {
+        hosts: Vec::new(),
         backend: BackendKind::Ollama,
         name: "gemma3:latest".into(),
         host: None,

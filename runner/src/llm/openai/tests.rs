@@ -15,6 +15,7 @@ fn options(pairs: &[(&str, Value)]) -> IndexMap<String, Value> {
 
 fn spec(pairs: &[(&str, Value)]) -> ModelSpec {
     ModelSpec {
+        hosts: Vec::new(),
         backend: BackendKind::Openai,
         name: "qwen2.5-7b-instruct".into(),
         host: None,
