@@ -653,4 +653,18 @@ fn interleaved_cells_run_round_after_round() {
     );
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("round after round"), "{md}");
+
+    // Run again with the server gone: every cell finished with the same
+    // provenance (a model identity the server cannot give now is no
+    // difference), so nothing runs, nothing is lost, nothing fails.
+    drop(fake);
+    let (code, _, err) = sweep(tmp.path(), &flow, &out, &[]);
+    assert_eq!(code, 0, "{err}");
+    let again = json(&out.join("summary.json"));
+    assert_eq!(cells(&again).len(), 2);
+    assert!(
+        cells(&again)
+            .iter()
+            .all(|c| c["status"] == "ok" && c["runs"] == 3)
+    );
 }

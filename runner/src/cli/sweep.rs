@@ -131,19 +131,13 @@ pub(super) async fn run_sweep(
         let key = cell.key();
         let heading = format!("cell {}/{} `{key}` {}: ", n + 1, cells.len(), cell.label());
         if read_cell(root.path(), &key)
-            .is_some_and(|r| r.status == CellStatus::Ok && r.fingerprint == fingerprint)
+            .is_some_and(|r| r.status == CellStatus::Ok && r.fingerprint.same_as(&fingerprint))
         {
             if !shared.quiet {
                 eprintln!("== {heading}finished earlier with the same provenance, kept");
             }
             skipped += 1;
             continue;
-        }
-        let dir = cell_dir(root.path(), &key);
-        if dir.exists() {
-            // An unfinished, failed or outdated cell runs again from scratch:
-            // its old runs must not mix with the new ones.
-            std::fs::remove_dir_all(&dir).map_err(record_error)?;
         }
         metas.push(Meta {
             cell,
@@ -179,13 +173,26 @@ pub(super) async fn run_sweep(
                 }
             }
         }
-        SweepOrder::Interleave => {
+        SweepOrder::Interleave if !metas.is_empty() => {
             // Every pending cell is a side of one plan, its runs in
             // `cells/<key>/`: warm-ups first, then round after round.
             for (meta, side) in metas.iter().zip(&mut sides) {
+                fresh_cell_dir(root.path(), &meta.cell.key()).map_err(record_error)?;
                 side.label = Some(format!("cells/{}", meta.cell.key()));
             }
-            let executed = repeat::execute(&sides, &shared, root).await?;
+            let mut invocation = shared.invocation.clone();
+            invocation["part_of_plan"] =
+                serde_json::Value::String(root.path().display().to_string());
+            let plan_shared = Shared {
+                host: shared.host,
+                backends: shared.backends.clone(),
+                input: shared.input.clone(),
+                quiet: shared.quiet,
+                interrupt: shared.interrupt.clone(),
+                invocation,
+                heading: String::new(),
+            };
+            let executed = repeat::execute(&sides, &plan_shared, root).await?;
             for ((meta, side), measured) in metas.iter().zip(&sides).zip(&executed.measured) {
                 let label = side.label.clone().unwrap_or_default();
                 let prefix = format!("{label}/");
@@ -207,6 +214,8 @@ pub(super) async fn run_sweep(
                 );
             }
         }
+        // Every cell finished earlier: nothing to run.
+        SweepOrder::Interleave => {}
     }
     let failed = statuses
         .iter()
@@ -250,6 +259,17 @@ pub(super) async fn run_sweep(
     } else {
         Ok(())
     }
+}
+
+/// A cell's directory, emptied: a cell runs again from scratch, so its old
+/// runs never mix with the new ones. Done just before the cell runs, so a
+/// sweep that stops first leaves the old record.
+fn fresh_cell_dir(root: &Path, key: &str) -> std::io::Result<RunDir> {
+    let dir = cell_dir(root, key);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    RunDir::at(dir)
 }
 
 /// A cell about to run.

@@ -72,7 +72,8 @@ impl StageGateway {
 impl StageGateway {
     /// One call over the model's pool: to the least busy host, and on to
     /// another when a host fails before any token in a way that says it is
-    /// down (that host is benched). A call that streamed tokens, or failed
+    /// down or overloaded (refused, unreachable, 5xx, 429; that host is
+    /// benched). A call that streamed tokens, or failed
     /// for a reason another host would share (a bad request, an unknown
     /// model), is not moved.
     async fn pooled(
@@ -126,13 +127,16 @@ impl StageGateway {
                                 | LlmErrorKind::ConnectTimeout
                                 | LlmErrorKind::Connect
                                 | LlmErrorKind::ServerError
+                                | LlmErrorKind::RateLimited
+                                | LlmErrorKind::Http(502..=504)
                         )
                 }
             };
-            self.pools.release(&lease, down);
+            let host = lease.host.clone();
+            lease.release(down);
             match result {
                 Err(e) if down => {
-                    tried.push(lease.host);
+                    tried.push(host);
                     last = Some(e);
                 }
                 Ok(mut record) => {

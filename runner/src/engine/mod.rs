@@ -265,7 +265,10 @@ pub async fn run(
             let mut reports = Vec::new();
             for name in &metrics.reports {
                 let text = std::fs::read_to_string(dir.path().join(name)).map_err(record_err)?;
-                let agent = name.trim_start_matches("report-").trim_end_matches(".md");
+                let agent = name
+                    .strip_prefix("report-")
+                    .and_then(|n| n.strip_suffix(".md"))
+                    .unwrap_or(name);
                 reports.push((agent.to_owned(), text));
             }
             let md = crate::record::concurrency::combined(&workflow.name, &reports, &analysis);

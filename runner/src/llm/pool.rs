@@ -47,37 +47,66 @@ pub struct HostPools {
     busy_since: Mutex<HashMap<String, Instant>>,
 }
 
-/// A slot on a host, to give back with [`HostPools::release`].
+/// A slot on a host. It goes back to the pool when dropped (a call
+/// cancelled by its stage's timeout frees its slot too); [`Lease::release`]
+/// says whether the host is to be benched.
 #[derive(Debug)]
 pub struct Lease {
     pub host: String,
     /// How long the call waited for it.
     pub queued: Duration,
+    pools: std::sync::Arc<HostPools>,
+    bench: bool,
+}
+
+impl Lease {
+    /// Gives the slot back; `bench` when the call failed before any token
+    /// in a way that says the host is down.
+    pub fn release(mut self, bench: bool) {
+        self.bench = bench;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pools.give_back(&self.host, self.bench);
+    }
 }
 
 impl HostPools {
     /// A slot on the least busy host of `pool` not in `tried` and not
-    /// benched; waits while every such host is full. `None` when no host is
-    /// left to try (all tried or benched).
-    pub async fn acquire(&self, pool: &[PoolHost], tried: &[String]) -> Option<Lease> {
+    /// benched; waits while every such host is full, or benched (until its
+    /// cool-down ends). `None` when every host has been tried.
+    pub async fn acquire(
+        self: &std::sync::Arc<Self>,
+        pool: &[PoolHost],
+        tried: &[String],
+    ) -> Option<Lease> {
         let start = Instant::now();
         loop {
             let notified = self.freed.notified();
+            let mut wake_at = None;
             {
                 let mut hosts = self.hosts.lock().expect("pool lock");
                 let now = Instant::now();
-                let open: Vec<&PoolHost> = pool
+                let untried: Vec<&PoolHost> =
+                    pool.iter().filter(|h| !tried.contains(&h.url)).collect();
+                if untried.is_empty() {
+                    return None;
+                }
+                let benched = |h: &PoolHost| {
+                    hosts
+                        .get(&h.url)
+                        .and_then(|s| s.benched_until)
+                        .filter(|until| *until > now)
+                };
+                let open: Vec<&PoolHost> = untried
                     .iter()
-                    .filter(|h| !tried.contains(&h.url))
-                    .filter(|h| {
-                        hosts
-                            .get(&h.url)
-                            .and_then(|s| s.benched_until)
-                            .is_none_or(|until| until <= now)
-                    })
+                    .copied()
+                    .filter(|h| benched(h).is_none())
                     .collect();
                 if open.is_empty() {
-                    return None;
+                    wake_at = untried.iter().filter_map(|h| benched(h)).min();
                 }
                 let free = open
                     .iter()
@@ -102,32 +131,32 @@ impl HostPools {
                     return Some(Lease {
                         host: h.url.clone(),
                         queued,
+                        pools: self.clone(),
+                        bench: false,
                     });
                 }
             }
-            notified.await;
+            match wake_at {
+                // Every host left is cooling down: wait for the first back.
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => notified.await,
+            }
         }
     }
 
-    /// Gives a slot back; `bench` when the call failed before any token in
-    /// a way that says the host is down (refused, unreachable, 5xx).
-    pub fn release(&self, lease: &Lease, bench: bool) {
+    fn give_back(&self, host: &str, bench: bool) {
         let mut hosts = self.hosts.lock().expect("pool lock");
-        let state = hosts.entry(lease.host.clone()).or_default();
+        let state = hosts.entry(host.to_owned()).or_default();
         state.in_flight = state.in_flight.saturating_sub(1);
         if state.in_flight == 0
-            && let Some(since) = self
-                .busy_since
-                .lock()
-                .expect("pool lock")
-                .remove(&lease.host)
+            && let Some(since) = self.busy_since.lock().expect("pool lock").remove(host)
         {
             state.usage.busy_ms += since.elapsed().as_secs_f64() * 1000.0;
         }
         if bench {
             state.usage.failures += 1;
             state.benched_until = Some(Instant::now() + COOL_DOWN);
-            tracing::warn!(host = %lease.host, "host failed before any token; benched for {}s", COOL_DOWN.as_secs());
+            tracing::warn!(host = %host, "host failed before any token; benched for {}s", COOL_DOWN.as_secs());
         }
         drop(hosts);
         self.freed.notify_waiters();
@@ -187,25 +216,37 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!waiting.is_finished(), "both hosts are full");
-        pools.release(&second, false);
+        let freed = second.host.clone();
+        drop(second);
         let third = waiting.await.unwrap();
-        assert_eq!(third.host, second.host);
+        assert_eq!(third.host, freed, "a dropped lease frees its slot");
         assert!(third.queued >= Duration::from_millis(25));
     }
 
     #[tokio::test]
     async fn a_benched_host_gets_no_calls_and_a_tried_one_is_skipped() {
-        let pools = HostPools::default();
+        let pools = std::sync::Arc::new(HostPools::default());
         let hosts = pool(None);
         let a = pools.acquire(&hosts, &[]).await.unwrap();
         assert_eq!(a.host, "http://a");
-        pools.release(&a, true);
+        a.release(true);
         for _ in 0..3 {
             let next = pools.acquire(&hosts, &[]).await.unwrap();
             assert_eq!(next.host, "http://b");
-            pools.release(&next, false);
+            next.release(false);
         }
-        assert!(pools.acquire(&hosts, &["http://b".into()]).await.is_none());
+        let all: Vec<String> = vec!["http://a".into(), "http://b".into()];
+        assert!(
+            pools.acquire(&hosts, &all).await.is_none(),
+            "every host tried"
+        );
+        // Only the benched host left: the call waits for its cool-down.
+        let waits = tokio::time::timeout(
+            Duration::from_millis(50),
+            pools.acquire(&hosts, &["http://b".into()]),
+        )
+        .await;
+        assert!(waits.is_err(), "waits while `a` cools down");
         let usage = pools.usage(&["http://a".into(), "http://b".into()]);
         assert_eq!((usage[0].calls, usage[0].failures), (1, 1));
         assert_eq!((usage[1].calls, usage[1].failures), (3, 0));

@@ -13,7 +13,8 @@ pub struct AgentSpan {
     pub agent: String,
     pub start_ms: f64,
     pub end_ms: f64,
-    /// `end_ms − start_ms`: what the agent would take on its own.
+    /// The sum of its stages' wall times: what the agent would take on its
+    /// own (time spent waiting for a `needs:` is not counted).
     pub elapsed_ms: f64,
 }
 
@@ -21,8 +22,8 @@ pub struct AgentSpan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Concurrency {
     pub agents: Vec<AgentSpan>,
-    /// The sum of the agents' times: the run's time had they run one
-    /// after another.
+    /// The sum of the agents' times (their stages' wall times): the run's
+    /// time had they run one after another.
     pub sequential_equivalent_ms: f64,
     /// From the first stage's start to the last stage's end.
     pub wall_ms: f64,
@@ -45,20 +46,18 @@ impl Concurrency {
                 Some(a) => {
                     a.start_ms = a.start_ms.min(s.started_ms);
                     a.end_ms = a.end_ms.max(end);
+                    a.elapsed_ms += s.wall_ms;
                 }
                 None => agents.push(AgentSpan {
                     agent: s.agent.clone(),
                     start_ms: s.started_ms,
                     end_ms: end,
-                    elapsed_ms: 0.0,
+                    elapsed_ms: s.wall_ms,
                 }),
             }
         }
         if agents.len() < 2 {
             return None;
-        }
-        for a in &mut agents {
-            a.elapsed_ms = a.end_ms - a.start_ms;
         }
         let start = agents
             .iter()

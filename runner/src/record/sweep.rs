@@ -124,6 +124,34 @@ impl Fingerprint {
         }
     }
 
+    /// Whether a cell recorded with `self` ran what `now` would run. A
+    /// model identity either side could not learn (the server did not
+    /// answer) is not a difference: a re-run while a server is down must
+    /// not discard finished cells.
+    pub fn same_as(&self, now: &Self) -> bool {
+        let models_match = self.models.len() == now.models.len()
+            && self.models.iter().zip(&now.models).all(|(a, b)| {
+                let identity =
+                    a.identity.is_none() || b.identity.is_none() || a.identity == b.identity;
+                identity
+                    && StageModel {
+                        identity: None,
+                        ..a.clone()
+                    } == StageModel {
+                        identity: None,
+                        ..b.clone()
+                    }
+            });
+        models_match
+            && Self {
+                models: Vec::new(),
+                ..self.clone()
+            } == Self {
+                models: Vec::new(),
+                ..now.clone()
+            }
+    }
+
     /// What makes two shards' cells incomparable: a different workflow, or
     /// a template or plugin both use that differs, named. (Cells may use
     /// different templates: a `persona` axis.) Model hosts, chimera builds and machines

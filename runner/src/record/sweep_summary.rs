@@ -128,7 +128,10 @@ pub fn summarize_sweep(
     for planned in &manifest.cells {
         let Some(record) = read_cell(root, &planned.key).filter(|r| {
             r.status != CellStatus::Interrupted
-                && current.is_none_or(|c| c.get(&planned.key) == Some(&r.fingerprint))
+                && current.is_none_or(|c| {
+                    c.get(&planned.key)
+                        .is_some_and(|f| r.fingerprint.same_as(f))
+                })
         }) else {
             if manifest.assigned.contains(&planned.key) || manifest.shard.is_none() {
                 missing.push(planned.clone());
@@ -191,9 +194,13 @@ pub fn summarize_sweep(
         }
         let test = compare::compare(&objective.metric, better, &pools[b], &pools[i], seed);
         rows[i].p_value_against_best = test.as_ref().map(|t| t.p_value);
+        // The test compares the two cells' samples as wholes (by rank), so
+        // only a cell it finds worse is worse; one it finds better on that
+        // measure but ranked lower by the objective's statistic is no
+        // clear loser either.
         rows[i].mark = match test.map(|t| t.verdict) {
-            Some(Verdict::NoDetectableDifference) | None => Mark::Tie,
-            Some(_) => Mark::Worse,
+            Some(Verdict::Worse) => Mark::Worse,
+            _ => Mark::Tie,
         };
     }
     let cells = order.into_iter().map(|i| rows[i].clone()).collect();
@@ -328,6 +335,13 @@ impl SweepSummary {
             self.test,
             self.alpha
         ));
+        if self.objective.stat != Stat::P50 {
+            md.push_str(&format!(
+                "The tie test compares the cells' samples by rank (their medians, roughly), while the ranking uses the {}: a tie here says the cells' samples are not told apart, not that their {} match.\n\n",
+                self.objective.stat.as_str(),
+                self.objective.stat.as_str()
+            ));
+        }
         md.push_str(match self.order {
             SweepOrder::Sequential => "The cells ran one after another (`order: sequential`): a machine whose speed drifts \
                  during the sweep makes later cells differ from earlier ones even where a setting cannot \

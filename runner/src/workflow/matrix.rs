@@ -305,12 +305,41 @@ pub fn check(raw: &RawMatrix, at: Pos, errors: &mut Vec<Diagnostic>) -> Matrix {
             }
         }
     }
-    let cells = if errors.len() == before {
+    // GitHub Actions refuses an `exclude` that names no axis: it could
+    // never match.
+    for entry in &exclude {
+        for (key, value) in entry {
+            let (_, bare) = overrides::split_scope(key);
+            // An unknown setting was reported already.
+            let known = bare == "persona" || overrides::check_key(bare, value).is_ok();
+            if known && !axes.iter().any(|(k, _)| &k.value == key) {
+                errors.push(
+                    Diagnostic::new(
+                        format!("`exclude:` names `{key}`, which is not an axis"),
+                        at,
+                    )
+                    .help("an `exclude` entry matches on axes only; add the axis or drop the key"),
+                );
+            }
+        }
+    }
+    // Bounded before expanding: a few long axes multiply past memory.
+    let combinations = axes
+        .iter()
+        .fold(1usize, |n, (_, v)| n.saturating_mul(v.len().max(1)))
+        .saturating_add(include.len());
+    let cells = if errors.len() == before && combinations <= MAX_CELLS.saturating_mul(4) {
         expand(&axes, &include, &exclude)
     } else {
+        if errors.len() == before {
+            errors.push(
+                Diagnostic::new(format!("the matrix has {combinations} combinations"), at)
+                    .help(format!("at most {MAX_CELLS} cells: shorten an axis")),
+            );
+        }
         Vec::new()
     };
-    if errors.len() == before && cells.is_empty() {
+    if errors.len() == before && cells.is_empty() && combinations <= MAX_CELLS.saturating_mul(4) {
         errors.push(
             Diagnostic::new("the matrix has no cells", at)
                 .help("`exclude:` removes every combination; loosen it or `include:` a cell"),
@@ -378,10 +407,11 @@ pub fn expand(
             extra.push(entry.clone());
         }
     }
+    let mut seen = std::collections::HashSet::new();
     let mut cells: Vec<Cell> = Vec::new();
     for values in combos.into_iter().chain(extra) {
         let cell = Cell { values };
-        if !cells.iter().any(|c| c.key() == cell.key()) {
+        if seen.insert(cell.key()) {
             cells.push(cell);
         }
     }

@@ -185,7 +185,8 @@ pub struct RawModel {
     /// URL or `{url, max_concurrency}`. A `host:` at a lower level (an
     /// agent, a stage, `--set model.host=…`) pins it to one server.
     #[serde(default)]
-    pub hosts: Option<Vec<RawPoolHost>>,
+    #[schemars(with = "Option<Vec<RawPoolHost>>")]
+    pub hosts: Option<Spanned<Vec<RawPoolHost>>>,
     /// For the `openai` backend: the name of the environment variable that
     /// holds the API key (the key itself never appears in a workflow or record).
     #[serde(default)]
@@ -207,13 +208,19 @@ pub struct RawModel {
 #[schemars(rename = "PoolHost")]
 pub enum RawPoolHost {
     Url(String),
-    Full {
-        url: String,
-        /// Most calls in flight at once on this host.
-        #[serde(default)]
-        #[schemars(range(min = 1))]
-        max_concurrency: Option<u32>,
-    },
+    Full(RawPoolHostFull),
+}
+
+/// A pool host with its bound.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "PoolHostWithBound")]
+pub struct RawPoolHostFull {
+    pub url: String,
+    /// Most calls in flight at once on this host.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_concurrency: Option<u32>,
 }
 
 /// `600s`, `10m`, `1h30m`, or seconds as a number.

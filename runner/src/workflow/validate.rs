@@ -510,29 +510,46 @@ fn merge_models(
             hosts.clear();
         }
         if let Some(pool) = &level.hosts {
-            if level.host.is_some() {
-                errors.push(
-                    Diagnostic::new("a model has `host:` or `hosts:`, not both", pos(stage))
-                        .help("one server: `host:`; a pool: `hosts:`"),
+            if let Some(h) = &level.host {
+                let d = Diagnostic::new("a model has `host:` or `hosts:`, not both", pos(h))
+                    .help("one server: `host:`; a pool: `hosts:`");
+                if !errors.contains(&d) {
+                    errors.push(d);
+                }
+            }
+            let mut problem = |message: &str, help: &str| {
+                let d = Diagnostic::new(message, pos(pool)).help(help);
+                if !errors.contains(&d) {
+                    errors.push(d);
+                }
+            };
+            if pool.value.is_empty() {
+                problem(
+                    "`hosts:` is empty",
+                    "list at least one server, or write `host:`",
                 );
             }
             host = None;
             hosts = pool
+                .value
                 .iter()
                 .map(|h| match h {
                     super::schema::RawPoolHost::Url(url) => super::PoolHost {
                         url: url.clone(),
                         max_concurrency: None,
                     },
-                    super::schema::RawPoolHost::Full {
-                        url,
-                        max_concurrency,
-                    } => super::PoolHost {
-                        url: url.clone(),
-                        max_concurrency: *max_concurrency,
+                    super::schema::RawPoolHost::Full(full) => super::PoolHost {
+                        url: full.url.clone(),
+                        max_concurrency: full.max_concurrency,
                     },
                 })
                 .collect();
+            if hosts.iter().any(|h| h.max_concurrency == Some(0)) {
+                problem(
+                    "a host of `hosts:` has `max_concurrency: 0` and would never take a call",
+                    "at least 1, or leave it out for no bound",
+                );
+            }
         }
         api_key_env = level.api_key_env.as_ref().or(api_key_env);
         keep_alive = level.keep_alive.as_ref().or(keep_alive);
