@@ -2,9 +2,10 @@
 //!
 //! The model name is resolved by [`super::models`] (a catalogue name, a
 //! `.gguf` path, or a model Ollama has pulled). A model file is loaded once
-//! per process, on the first call that needs it, and shared by every stage;
-//! calls to one model run one at a time. Generation runs on tokio's blocking
-//! pool and streams pieces back, so `on_token` sees text as it is made.
+//! per process, on the first call that needs it, and shared by every stage.
+//! Concurrent calls to one model are decoded together, each as its own
+//! sequence of one llama.cpp context ([`engine`]); the model's worker thread
+//! streams pieces back, so `on_token` sees text as it is made.
 //!
 //! Options follow Ollama's names and defaults (`num_ctx` 2048, `num_predict`
 //! 256, `temperature` 0.8, …); server-only options (`num_gpu`, `use_mmap`, …)
@@ -20,10 +21,14 @@
 //! The record: `host` is `in-process`, `endpoint` the model file;
 //! `load_duration_ms` is non-zero only on the call that loaded the model;
 //! `total_duration_ms` runs from the call to the last token, including any
-//! wait for another call to the same model.
+//! wait for a free sequence; `eval_duration_ms` is the call's own wall time
+//! while generating (shared with the calls decoded with it), and `batch`
+//! says how it shared the model.
 
 mod engine;
 mod options;
+mod prompt;
+mod sequence;
 mod text;
 
 use super::models::{self, ModelSource};
@@ -38,6 +43,10 @@ pub use options::{DEFAULT_N_CTX, DEFAULT_NUM_PREDICT};
 
 /// What the record's `host` says for this backend.
 const HOST: &str = "in-process";
+
+/// The environment variable that sets how many calls to one model are
+/// decoded together (like `OLLAMA_NUM_PARALLEL`, or llama-server's `--parallel`).
+pub const PARALLEL_ENV: &str = "CHIMERA_EMBEDDED_PARALLEL";
 
 /// Runs GGUF models in this process with llama.cpp.
 #[derive(Debug, Default)]
@@ -69,7 +78,7 @@ impl EmbeddedBackend {
             record.wall_ms = ms(sent);
             LlmError::new(kind, message, record)
         };
-        let opts = match GenOptions::from_options(&model.options) {
+        let mut opts = match GenOptions::from_options(&model.options) {
             Ok(o) => o,
             Err(e) => {
                 let msg = format!(
@@ -78,6 +87,10 @@ impl EmbeddedBackend {
                 );
                 return Err(fail(record, LlmErrorKind::BadRequest, msg));
             }
+        };
+        opts.slots = match parallel_slots() {
+            Ok(n) => n,
+            Err(msg) => return Err(fail(record, LlmErrorKind::BadRequest, msg)),
         };
         let name = model.name.clone();
         let resolved = match tokio::task::spawn_blocking(move || models::resolve(&name)).await {
@@ -103,22 +116,19 @@ impl EmbeddedBackend {
             }
             ModelSource::File => "check that the path names a GGUF model file".to_owned(),
         };
-        let job = Job {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        engine::submit(Job {
             name: model.name.clone(),
             chat_template: resolved.chat_template().map(str::to_owned),
-            path: path.clone(),
+            path,
             fix_hint,
             messages: messages.to_vec(),
             opts,
-        };
-
-        let guard = engine::slot(&path).lock_owned().await;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let span = tracing::Span::current();
-        let handle = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut guard = guard;
-            engine::run(&mut guard, &job, &tx)
+            tx,
+            reply,
+            span: tracing::Span::current(),
+            load_ms: None,
         });
         while let Some(piece) = rx.recv().await {
             if record.ttft_ms.is_none() {
@@ -127,11 +137,11 @@ impl EmbeddedBackend {
             record.text.push_str(&piece);
             on_token(&piece);
         }
-        let outcome = handle.await.unwrap_or_else(|e| {
+        let outcome = outcome.await.unwrap_or_else(|_| {
             Err(Box::new(Failure {
                 kind: LlmErrorKind::ServerError,
                 message: format!(
-                    "llama.cpp crashed while running model `{}`: {e}; the partial response is kept",
+                    "llama.cpp crashed while running model `{}`; the partial response is kept",
                     model.name
                 ),
                 stats: Stats::default(),
@@ -224,6 +234,26 @@ fn gguf_sha256(path: &std::path::Path) -> Option<String> {
     Some(sha)
 }
 
+/// `CHIMERA_EMBEDDED_PARALLEL`: how many calls to one model are decoded
+/// together (read per call, so a process can change it between calls).
+fn parallel_slots() -> Result<u32, String> {
+    let Ok(value) = std::env::var(PARALLEL_ENV) else {
+        return Ok(options::DEFAULT_SLOTS);
+    };
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=options::MAX_SLOTS).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "`{PARALLEL_ENV}` must be a whole number from 1 to {}, not `{value}`; fix it or unset it (default {})",
+                options::MAX_SLOTS,
+                options::DEFAULT_SLOTS
+            )
+        })
+}
+
 /// Copies a generation's stats into the record.
 fn fill(record: &mut CallRecord, s: &Stats) {
     record.load_duration_ms = Some(s.load_ms.unwrap_or(0.0));
@@ -239,6 +269,13 @@ fn fill(record: &mut CallRecord, s: &Stats) {
     };
     record.done_reason = s.done_reason.map(str::to_owned);
     record.prompt_truncated = s.prompt_truncated;
+    if s.slots > 0 {
+        record.batch = Some(super::BatchShare {
+            slots: s.slots,
+            peak_sequences: s.peak_sequences,
+            compute_ms: s.compute_ms,
+        });
+    }
 }
 
 fn ms(since: Instant) -> f64 {

@@ -153,6 +153,24 @@ pub struct CallRecord {
     pub queue_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts_left: Vec<String>,
+    /// `embedded`: how the call shared the model with calls decoded
+    /// together in one batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchShare>,
+}
+
+/// How an `embedded` call shared its model's context with concurrent calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchShare {
+    /// Sequences the context had room for (`CHIMERA_EMBEDDED_PARALLEL`).
+    pub slots: u32,
+    /// The most calls decoded in one step together with this one, itself
+    /// included: 1 means it ran alone.
+    pub peak_sequences: u32,
+    /// Its share of the decode time (ms): each step's time split among the
+    /// calls in it by the tokens each put in the batch. Over calls that ran
+    /// together these add up to the time the model spent on them.
+    pub compute_ms: f64,
 }
 
 /// The `load_duration` from which an Ollama call counts as cold: a resident

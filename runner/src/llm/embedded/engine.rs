@@ -1,33 +1,36 @@
-//! The blocking side: llama.cpp's process-wide state, the loaded models, and
-//! one generation.
+//! The blocking side: llama.cpp's process-wide state and one worker thread
+//! per model file, which decodes every call to that model together.
+//!
+//! Like llama.cpp's own server with `--parallel N`, the worker holds one
+//! context of `N × num_ctx` cells split into `N` sequences; each call in
+//! flight is one sequence, and every step decodes one batch holding the
+//! next token of each generating call plus prompt tokens of calls still
+//! reading theirs. On a CPU a batch of a few tokens costs little more than
+//! one (the weights are read once per step), so concurrent calls share the
+//! machine instead of queueing for it.
 
 use super::options::GenOptions;
-use super::text::{StopScan, Utf8Stream};
+use super::sequence::{Sequence, Step};
 use crate::llm::{LlmErrorKind, Message};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
-use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::token::LlamaToken;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Instant;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 /// llama.cpp's global state: `LlamaBackend::init` fails when called twice.
 static LLAMA: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 
-/// One slot per model file, for the life of the process. The async mutex
-/// serializes the calls to a model: waiting for it costs no thread, and a
-/// context must not be created from a model while another is (llama-cpp-2's
-/// `new_context` notes it mutates the model).
-static MODELS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<Slot>>>>> =
-    LazyLock::new(Mutex::default);
+/// The worker of each model file (canonical path), for the life of the process.
+static WORKERS: LazyLock<Mutex<HashMap<PathBuf, Sender<Job>>>> = LazyLock::new(Mutex::default);
 
 fn llama() -> Result<&'static LlamaBackend, String> {
     LLAMA
@@ -41,34 +44,6 @@ fn llama() -> Result<&'static LlamaBackend, String> {
         .map_err(Clone::clone)
 }
 
-/// The slot of the model at `path` (canonical), created empty on first use.
-pub(super) fn slot(path: &Path) -> Arc<tokio::sync::Mutex<Slot>> {
-    let mut models = MODELS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    models.entry(path.to_path_buf()).or_default().clone()
-}
-
-/// A model file's loaded weights and its last context; empty until the first
-/// call that uses it (and again after a failed load, so the next call retries).
-#[derive(Default)]
-pub(super) struct Slot {
-    /// Leaked on load: a model stays loaded for the life of the process, and
-    /// a `'static` model lets its context be kept next to it.
-    model: Option<&'static LlamaModel>,
-    /// Reused by the next call with the same settings: creating a context
-    /// costs ~30 ms (a 2048-token KV cache) and clearing one ~1 ms.
-    ctx: Option<(CtxKey, LlamaContext<'static>)>,
-}
-
-/// The settings a context is created with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CtxKey {
-    n_ctx: u32,
-    n_batch: u32,
-    n_threads: i32,
-}
-
 /// One generation to run.
 pub(super) struct Job {
     /// The name as the workflow gives it, for messages.
@@ -79,6 +54,14 @@ pub(super) struct Job {
     pub chat_template: Option<String>,
     pub messages: Vec<Message>,
     pub opts: GenOptions,
+    /// Each piece of text as it is generated; closed by the caller to cancel.
+    pub tx: UnboundedSender<String>,
+    /// The outcome, sent once the call ends.
+    pub reply: oneshot::Sender<Result<Stats, Box<Failure>>>,
+    /// The caller's span, for what the worker logs about this call.
+    pub span: tracing::Span,
+    /// Set by the worker when the call waited for the model to load.
+    pub load_ms: Option<f64>,
 }
 
 /// What a generation cost; filled in as it goes, so a failure keeps it.
@@ -87,11 +70,21 @@ pub(super) struct Stats {
     /// Loading the model; `None` when it was already loaded.
     pub load_ms: Option<f64>,
     pub prompt_tokens: Option<u64>,
+    /// Admission → the prompt's last token decoded.
     pub prompt_ms: Option<f64>,
     pub eval_count: Option<u64>,
+    /// First token sampled → the last.
     pub eval_ms: Option<f64>,
     pub done_reason: Option<&'static str>,
     pub prompt_truncated: bool,
+    /// This call's share of the decode time: each step's time split among
+    /// the calls in it by the tokens each put in the batch.
+    pub compute_ms: f64,
+    /// The most calls decoded in one step together with this one (itself
+    /// included).
+    pub peak_sequences: u32,
+    /// The sequences the context had room for.
+    pub slots: u32,
 }
 
 /// A generation that failed: what to report, and the stats so far.
@@ -102,332 +95,348 @@ pub(super) struct Failure {
     pub stats: Stats,
 }
 
-/// Runs `job` on the model in `slot` (loading it first if needed), sending
-/// each piece of text through `tx` as it is generated.
-pub(super) fn run(
-    slot: &mut Slot,
-    job: &Job,
-    tx: &UnboundedSender<String>,
-) -> Result<Stats, Box<Failure>> {
-    let mut stats = Stats::default();
-    macro_rules! fail {
-        ($kind:expr, $($msg:tt)+) => {
-            return Err(Box::new(Failure { kind: $kind, message: format!($($msg)+), stats }))
-        };
-    }
-    let backend = match llama() {
-        Ok(b) => b,
-        Err(e) => fail!(
-            LlmErrorKind::ServerError,
-            "cannot start llama.cpp for model `{}`: {e}; the embedded backend is unusable in this process",
-            job.name
-        ),
+/// Hands `job` to the worker of its model file, starting the worker on
+/// first use (or again, if the last one died).
+pub(super) fn submit(job: Job) {
+    let mut workers = WORKERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let job = match workers.get(&job.path) {
+        Some(worker) => match worker.send(job) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::SendError(job)) => job,
+        },
+        None => job,
     };
-    let model = if let Some(model) = slot.model {
-        model
-    } else {
-        let started = Instant::now();
-        let model = match LlamaModel::load_from_file(
-            backend,
-            &job.path,
-            &LlamaModelParams::default(),
-        ) {
-            Ok(m) => &*Box::leak(Box::new(m)),
-            Err(e) => fail!(
-                LlmErrorKind::ServerError,
-                "cannot load model `{}` from `{}`: llama.cpp could not read it ({e}); the file may be damaged, not a GGUF, or a model architecture this llama.cpp does not know; {}",
-                job.name,
-                job.path.display(),
-                job.fix_hint
-            ),
-        };
-        stats.load_ms = Some(ms(started));
-        tracing::debug!(load_ms = stats.load_ms, path = %job.path.display(), "model loaded");
-        slot.model = Some(model);
-        model
-    };
-    let result = generate(backend, model, &mut slot.ctx, job, tx, stats);
-    if result.is_err() {
-        // Whatever state a failure left in the context, the next call starts afresh.
-        slot.ctx = None;
-    }
-    result
-}
-
-fn generate(
-    backend: &LlamaBackend,
-    model: &'static LlamaModel,
-    cached: &mut Option<(CtxKey, LlamaContext<'static>)>,
-    job: &Job,
-    tx: &UnboundedSender<String>,
-    mut stats: Stats,
-) -> Result<Stats, Box<Failure>> {
-    let opts = &job.opts;
-    macro_rules! fail {
-        ($kind:expr, $($msg:tt)+) => {
-            return Err(Box::new(Failure { kind: $kind, message: format!($($msg)+), stats }))
-        };
-    }
-    let prompt = prompt_text(model, job)?;
-    let vocab = model.vocab();
-    let mut tokens = vocab.tokenize(prompt.as_bytes(), true, true);
-    // The template may write the BOS text itself, and tokenize adds one too.
-    if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
-        tokens.remove(0);
-    }
-    if tokens.is_empty() {
-        fail!(
-            LlmErrorKind::BadRequest,
-            "the prompt for model `{}` is empty; give the call at least one message",
-            job.name
-        );
-    }
-    let n_ctx = opts.n_ctx as usize;
-    // Room kept for the answer: `num_predict`, but at most half the context
-    // (and at least one token).
-    let reserve = opts
-        .num_predict
-        .map_or(1, |n| n as usize)
-        .clamp(1, (n_ctx / 2).max(1));
-    if tokens.len() + reserve > n_ctx {
-        let keep = n_ctx.saturating_sub(reserve).max(1);
-        let had = tokens.len();
-        tokens = truncate_front(tokens, keep, vocab.bos());
-        stats.prompt_truncated = true;
-        tracing::warn!(
-            model = %job.name,
-            prompt_tokens = had,
-            kept = tokens.len(),
-            num_ctx = n_ctx,
-            "the prompt does not fit `num_ctx` with room for the answer; its start was cut off: raise `num_ctx` or shorten the prompt"
-        );
-    }
-    let budget = opts.budget(tokens.len());
-
-    // llama.cpp caps a batch at the context size.
-    let n_batch = opts.n_batch.min(opts.n_ctx);
-    let key = CtxKey {
-        n_ctx: opts.n_ctx,
-        n_batch,
-        n_threads: opts.n_threads,
-    };
-    if cached.as_ref().is_some_and(|(k, _)| *k != key) {
-        // Free the old KV cache before allocating the new one.
-        *cached = None;
-    }
-    if cached.is_none() {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(opts.n_ctx))
-            .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
-            .with_n_threads(opts.n_threads)
-            .with_n_threads_batch(opts.n_threads);
-        match model.new_context(backend, params) {
-            Ok(c) => *cached = Some((key, c)),
-            Err(e) => fail!(
-                LlmErrorKind::ServerError,
-                "cannot create a llama.cpp context of {} tokens for model `{}` ({e}); the machine may be short of memory: try a smaller `num_ctx`",
-                opts.n_ctx,
+    let path = job.path.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = path
+        .file_name()
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    let spawned = std::thread::Builder::new()
+        .name(format!("llama {name}"))
+        .spawn(move || Worker::new(rx).run());
+    if let Err(e) = spawned {
+        let _ = job.reply.send(Err(Box::new(Failure {
+            kind: LlmErrorKind::ServerError,
+            message: format!(
+                "cannot start a thread for model `{}`: {e}; the machine may be short of memory or threads",
                 job.name
             ),
+            stats: Stats::default(),
+        })));
+        return;
+    }
+    // A worker that died at once drops the job, and its caller reports that.
+    let _ = tx.send(job);
+    workers.insert(path, tx);
+}
+
+/// The settings a context is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CtxKey {
+    /// Per sequence.
+    n_ctx: u32,
+    n_batch: u32,
+    n_threads: i32,
+    slots: u32,
+}
+
+impl CtxKey {
+    fn of(opts: &GenOptions) -> Self {
+        Self {
+            n_ctx: opts.n_ctx,
+            // llama.cpp caps a batch at the context size.
+            n_batch: opts.n_batch.min(opts.n_ctx.saturating_mul(opts.slots)),
+            n_threads: opts.n_threads,
+            slots: opts.slots,
         }
     }
-    let Some((_, ctx)) = cached.as_mut() else {
-        unreachable!("a context was created above")
-    };
-    ctx.clear_kv_cache();
+}
 
-    // The prompt, in chunks of `num_batch`; logits only for its last token.
-    let started = Instant::now();
-    let mut batch = LlamaBatch::new(n_batch as usize, 1);
-    let last = tokens.len() - 1;
-    for (chunk_no, chunk) in tokens.chunks(n_batch as usize).enumerate() {
-        if tx.is_closed() {
-            fail!(LlmErrorKind::IncompleteStream, "the call was cancelled");
+/// A model's loaded weights, its context, and the calls in flight.
+struct Worker {
+    jobs: Receiver<Job>,
+    /// Leaked on load: a model stays loaded for the life of the process,
+    /// and a `'static` model lets its context live next to it.
+    model: Option<&'static LlamaModel>,
+    /// Kept between calls with the same settings: creating one costs tens
+    /// of milliseconds, clearing a sequence almost nothing.
+    ctx: Option<(CtxKey, LlamaContext<'static>)>,
+    batch: Option<LlamaBatch<'static>>,
+    /// Calls waiting for a sequence, oldest first.
+    pending: VecDeque<Job>,
+    active: Vec<Sequence>,
+    /// Sequence ids not in use.
+    free: Vec<i32>,
+}
+
+impl Worker {
+    fn new(jobs: Receiver<Job>) -> Self {
+        Self {
+            jobs,
+            model: None,
+            ctx: None,
+            batch: None,
+            pending: VecDeque::new(),
+            active: Vec::new(),
+            free: Vec::new(),
         }
-        batch.clear();
-        for (i, &token) in chunk.iter().enumerate() {
-            let pos = chunk_no * n_batch as usize + i;
-            if let Err(e) = batch.add(token, pos as i32, &[0], pos == last) {
-                fail!(
-                    LlmErrorKind::ServerError,
-                    "cannot batch the prompt for model `{}`: {e}",
-                    job.name
-                );
+    }
+
+    fn run(mut self) {
+        loop {
+            if self.active.is_empty() && self.pending.is_empty() {
+                match self.jobs.recv() {
+                    Ok(job) => self.pending.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = self.jobs.try_recv() {
+                self.pending.push_back(job);
+            }
+            self.admit();
+            if !self.active.is_empty() {
+                self.step();
             }
         }
-        if let Err(e) = ctx.decode(&mut batch) {
-            fail!(
-                LlmErrorKind::ServerError,
-                "llama.cpp failed on the prompt of model `{}` ({e}); try a smaller `num_batch` or `num_ctx`",
-                job.name
-            );
+    }
+
+    /// Starts waiting calls while there are free sequences, oldest first; a
+    /// call needing other context settings waits until the context is idle.
+    fn admit(&mut self) {
+        let Some(model) = self.load() else { return };
+        while let Some(job) = self.pending.front() {
+            let key = CtxKey::of(&job.opts);
+            let current = self.ctx.as_ref().map(|(k, _)| *k);
+            if current != Some(key) {
+                if !self.active.is_empty() {
+                    return;
+                }
+                let Some(job) = self.pending.pop_front() else {
+                    return;
+                };
+                match new_context(model, key, &job) {
+                    Ok(ctx) => {
+                        // Free the old KV cache before the next is allocated.
+                        self.ctx = None;
+                        self.ctx = Some((key, ctx));
+                        self.batch = Some(LlamaBatch::new(key.n_batch as usize, 1));
+                        self.free = (0..key.slots as i32).rev().collect();
+                        self.pending.push_front(job);
+                    }
+                    Err(message) => {
+                        self.ctx = None;
+                        reject(job, LlmErrorKind::ServerError, message);
+                    }
+                }
+                continue;
+            }
+            let Some(id) = self.free.pop() else { return };
+            let Some(job) = self.pending.pop_front() else {
+                return;
+            };
+            let stats = Stats {
+                load_ms: job.load_ms,
+                slots: key.slots,
+                ..Stats::default()
+            };
+            match Sequence::start(model, job, id, stats) {
+                Some(seq) => self.active.push(seq),
+                None => self.free.push(id),
+            }
         }
     }
-    stats.prompt_tokens = Some(tokens.len() as u64);
-    stats.prompt_ms = Some(ms(started));
 
-    let started = Instant::now();
-    let mut sampler = sampler(model, opts);
-    let mut utf8 = Utf8Stream::default();
-    let mut stops = StopScan::new(opts.stop.clone());
-    let mut pos = tokens.len();
-    let mut generated: u64 = 0;
-    let send = |text: String| text.is_empty() || tx.send(text).is_ok();
-    let mut at_stop_string = false;
-    let reason = loop {
-        if generated as usize >= budget {
-            break "length";
+    /// The model, loaded on first use; a failed load fails every waiting
+    /// call (the next call tries again).
+    fn load(&mut self) -> Option<&'static LlamaModel> {
+        if let Some(model) = self.model {
+            return Some(model);
         }
-        let token = sampler.sample(ctx, batch.n_tokens() - 1);
-        if vocab.is_eog(token) {
-            break "stop";
+        let first = self.pending.front()?;
+        let backend = match llama() {
+            Ok(b) => b,
+            Err(e) => {
+                let message = format!(
+                    "cannot start llama.cpp for model `{}`: {e}; the embedded backend is unusable in this process",
+                    first.name
+                );
+                self.reject_pending(&message);
+                return None;
+            }
+        };
+        let started = Instant::now();
+        match LlamaModel::load_from_file(backend, &first.path, &LlamaModelParams::default()) {
+            Ok(m) => {
+                let model: &'static LlamaModel = Box::leak(Box::new(m));
+                let load_ms = ms(started);
+                tracing::debug!(load_ms, path = %first.path.display(), "model loaded");
+                // Every call that waited for the load began cold.
+                for job in &mut self.pending {
+                    job.load_ms = Some(load_ms);
+                }
+                self.model = Some(model);
+                Some(model)
+            }
+            Err(e) => {
+                let message = format!(
+                    "cannot load model `{}` from `{}`: llama.cpp could not read it ({e}); the file may be damaged, not a GGUF, or a model architecture this llama.cpp does not know; {}",
+                    first.name,
+                    first.path.display(),
+                    first.fix_hint
+                );
+                self.reject_pending(&message);
+                None
+            }
         }
-        generated += 1;
-        let text = utf8.push(&vocab.token_to_piece(token, false, None));
-        let (shown, stopped) = stops.push(&text);
-        if !send(shown) {
-            // Nobody listens: the call's future was dropped.
-            stats.eval_count = Some(generated);
-            fail!(LlmErrorKind::IncompleteStream, "the call was cancelled");
+    }
+
+    fn reject_pending(&mut self, message: &str) {
+        for job in self.pending.drain(..) {
+            reject(job, LlmErrorKind::ServerError, message.to_owned());
         }
-        if stopped {
-            at_stop_string = true;
-            break "stop";
+    }
+
+    /// One decode: the next token of every generating call, then prompt
+    /// tokens of the others as far as the batch has room.
+    fn step(&mut self) {
+        let Some((key, ctx)) = self.ctx.as_mut() else {
+            return;
+        };
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        // Calls nobody waits for any more leave before the step.
+        let mut i = 0;
+        while i < self.active.len() {
+            if self.active[i].cancelled() {
+                let seq = self.active.swap_remove(i);
+                release(ctx, &mut self.free, seq.id);
+                seq.fail(
+                    LlmErrorKind::IncompleteStream,
+                    "the call was cancelled".into(),
+                );
+            } else {
+                i += 1;
+            }
         }
+        if self.active.is_empty() {
+            return;
+        }
+        // Generating calls first, so a long prompt never stalls their tokens.
+        self.active.sort_by_key(|s| !s.generating());
         batch.clear();
-        if let Err(e) = batch.add(token, pos as i32, &[0], true) {
-            fail!(
-                LlmErrorKind::ServerError,
-                "cannot batch a token for model `{}`: {e}",
-                job.name
-            );
+        let capacity = key.n_batch as usize;
+        // Per call: tokens it put in the batch, and its logits' index.
+        let mut fed: Vec<(usize, Option<i32>)> = Vec::with_capacity(self.active.len());
+        let mut failed = None;
+        for seq in &mut self.active {
+            let before = batch.n_tokens();
+            let room = capacity.saturating_sub(before as usize);
+            match seq.feed(batch, room) {
+                Ok((n, logits)) => {
+                    fed.push((n, logits.then(|| batch.n_tokens() - 1)));
+                }
+                Err(e) => {
+                    failed = Some(format!("cannot batch a token: {e}"));
+                    break;
+                }
+            }
         }
-        pos += 1;
-        if let Err(e) = ctx.decode(&mut batch) {
-            stats.eval_count = Some(generated);
-            stats.eval_ms = Some(ms(started));
-            send(flush(&mut utf8, &mut stops));
-            fail!(
-                LlmErrorKind::ServerError,
-                "llama.cpp failed while generating with model `{}` after {generated} tokens ({e}); the partial response is kept; try a smaller `num_ctx`",
-                job.name
-            );
+        let started = Instant::now();
+        if failed.is_none()
+            && let Err(e) = ctx.decode(batch)
+        {
+            failed = Some(e.to_string());
         }
-    };
-    if !at_stop_string {
-        send(flush(&mut utf8, &mut stops));
+        if let Some(e) = failed {
+            // Whatever state a failed decode left, the next call starts afresh.
+            let calls = self.active.len();
+            self.ctx = None;
+            for seq in self.active.drain(..) {
+                let after = match seq.generated() {
+                    0 => String::new(),
+                    n => format!(" after {n} tokens; the partial response is kept"),
+                };
+                let message = format!(
+                    "llama.cpp failed on a batch of {calls} call(s) to model `{}` ({e}){after}; try a smaller `num_ctx` or `num_batch`",
+                    seq.job.name
+                );
+                seq.fail(LlmErrorKind::ServerError, message);
+            }
+            return;
+        }
+        let step_ms = ms(started);
+        let tokens: usize = fed.iter().map(|(n, _)| n).sum();
+        let together = fed.iter().filter(|(n, _)| *n > 0).count() as u32;
+        let mut done = Vec::new();
+        for (i, (seq, (n, logits))) in self.active.iter_mut().zip(&fed).enumerate() {
+            if *n > 0 {
+                #[allow(clippy::cast_precision_loss)]
+                let share = step_ms * (*n as f64) / (tokens as f64);
+                seq.stats.compute_ms += share;
+                seq.stats.peak_sequences = seq.stats.peak_sequences.max(together);
+            }
+            if let Some(idx) = logits {
+                match seq.sample(ctx, *idx) {
+                    Step::Going => {}
+                    Step::Done(reason) => done.push((i, Some(reason))),
+                    Step::Cancelled => done.push((i, None)),
+                }
+            }
+        }
+        // Highest index first, so the indices left stay valid.
+        for (i, reason) in done.into_iter().rev() {
+            let seq = self.active.swap_remove(i);
+            release(ctx, &mut self.free, seq.id);
+            match reason {
+                Some(reason) => seq.finish(reason),
+                None => seq.fail(
+                    LlmErrorKind::IncompleteStream,
+                    "the call was cancelled".into(),
+                ),
+            }
+        }
     }
-    stats.eval_count = Some(generated);
-    stats.eval_ms = Some(ms(started));
-    stats.done_reason = Some(reason);
-    Ok(stats)
 }
 
-/// The text still held back at the end: an unfinished character, the start
-/// of a stop string that never came.
-fn flush(utf8: &mut Utf8Stream, stops: &mut StopScan) -> String {
-    let (mut text, stopped) = stops.push(&utf8.finish());
-    if !stopped {
-        text.push_str(&stops.finish());
-    }
-    text
+/// A new context for `key`: `slots` sequences of `n_ctx` cells each.
+fn new_context(
+    model: &'static LlamaModel,
+    key: CtxKey,
+    job: &Job,
+) -> Result<LlamaContext<'static>, String> {
+    let backend = llama()?;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(key.n_ctx.saturating_mul(key.slots)))
+        .with_n_seq_max(key.slots)
+        .with_kv_unified(false)
+        .with_n_batch(key.n_batch)
+        .with_n_ubatch(key.n_batch)
+        .with_n_threads(key.n_threads)
+        .with_n_threads_batch(key.n_threads);
+    model.new_context(backend, params).map_err(|e| {
+        format!(
+            "cannot create a llama.cpp context of {} × {} tokens for model `{}` ({e}); the machine may be short of memory: try a smaller `num_ctx` or fewer parallel sequences (`CHIMERA_EMBEDDED_PARALLEL`)",
+            key.slots, key.n_ctx, job.name
+        )
+    })
 }
 
-/// The prompt: the messages through the model's chat template (or the
-/// catalogue's override), falling back to ChatML.
-fn prompt_text(model: &LlamaModel, job: &Job) -> Result<String, Box<Failure>> {
-    let chat: Result<Vec<LlamaChatMessage>, _> = job
-        .messages
-        .iter()
-        .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
-        .collect();
-    let chat = chat.map_err(|_| {
-        Box::new(Failure {
-        kind: LlmErrorKind::BadRequest,
-        message: format!(
-            "a message for model `{}` contains a NUL character, which llama.cpp cannot take; remove it from the prompt",
-            job.name
-        ),
+/// Frees sequence `id`'s KV cells for the next call.
+fn release(ctx: &mut LlamaContext<'static>, free: &mut Vec<i32>, id: i32) {
+    // Removing a whole sequence cannot fail for an id in range.
+    let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
+    free.push(id);
+}
+
+fn reject(job: Job, kind: LlmErrorKind, message: String) {
+    let _ = job.reply.send(Err(Box::new(Failure {
+        kind,
+        message,
         stats: Stats::default(),
-        })
-    })?;
-    let template = match &job.chat_template {
-        Some(t) => LlamaChatTemplate::new(t).map_err(|e| e.to_string()),
-        None => model.chat_template(None).map_err(|e| e.to_string()),
-    };
-    let applied = template.and_then(|t| {
-        model
-            .apply_chat_template(&t, &chat, true)
-            .map_err(|e| e.to_string())
-    });
-    match applied {
-        Ok(prompt) => Ok(prompt),
-        Err(e) => {
-            tracing::debug!(model = %job.name, error = %e, "no usable chat template in the model; using ChatML");
-            Ok(chatml(&job.messages))
-        }
-    }
-}
-
-fn chatml(messages: &[Message]) -> String {
-    let mut out = String::new();
-    for m in messages {
-        out.push_str(&format!(
-            "<|im_start|>{}\n{}<|im_end|>\n",
-            m.role, m.content
-        ));
-    }
-    out.push_str("<|im_start|>assistant\n");
-    out
-}
-
-/// The last `keep` tokens, after the BOS token when the prompt starts with it.
-fn truncate_front(tokens: Vec<LlamaToken>, keep: usize, bos: LlamaToken) -> Vec<LlamaToken> {
-    if tokens.len() <= keep {
-        return tokens;
-    }
-    let lead = usize::from(keep > 1 && tokens[0] == bos);
-    let mut out = tokens[..lead].to_vec();
-    out.extend_from_slice(&tokens[tokens.len() - (keep - lead)..]);
-    out
-}
-
-/// Ollama's sampling chain: penalties, top-k, typical, top-p, min-p,
-/// temperature, then a seeded draw (or the most likely token at temperature 0).
-fn sampler(model: &LlamaModel, o: &GenOptions) -> LlamaSampler {
-    let last_n = if o.repeat_last_n < 0 {
-        i32::try_from(o.n_ctx).unwrap_or(i32::MAX)
-    } else {
-        o.repeat_last_n
-    };
-    let penalties = LlamaSampler::penalties(
-        model.n_vocab(),
-        last_n,
-        o.repeat_penalty,
-        o.frequency_penalty,
-        o.presence_penalty,
-    );
-    if o.temperature <= 0.0 {
-        return LlamaSampler::chain_simple([penalties, LlamaSampler::greedy()]);
-    }
-    let mut chain = vec![penalties];
-    if o.top_k > 0 {
-        chain.push(LlamaSampler::top_k(o.top_k));
-    }
-    if o.typical_p < 1.0 {
-        chain.push(LlamaSampler::typical(o.typical_p, 1));
-    }
-    if o.top_p < 1.0 {
-        chain.push(LlamaSampler::top_p(o.top_p, 1));
-    }
-    if o.min_p > 0.0 {
-        chain.push(LlamaSampler::min_p(o.min_p, 1));
-    }
-    chain.push(LlamaSampler::temp(o.temperature));
-    // llama.cpp draws a random seed for `LLAMA_DEFAULT_SEED` (u32::MAX).
-    chain.push(LlamaSampler::dist(o.seed.unwrap_or(u32::MAX)));
-    LlamaSampler::chain_simple(chain)
+    })));
 }
 
 fn ms(since: Instant) -> f64 {

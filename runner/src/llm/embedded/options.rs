@@ -10,6 +10,13 @@ pub const DEFAULT_NUM_PREDICT: u32 = 256;
 /// `num_batch` when the workflow does not set it (llama.cpp's default).
 pub const DEFAULT_N_BATCH: u32 = 512;
 
+/// Calls to one model decoded together when `CHIMERA_EMBEDDED_PARALLEL` is
+/// unset (llama.cpp's server sizes its `--parallel` to 4 by default, too).
+pub const DEFAULT_SLOTS: u32 = 4;
+/// The most sequences a context is split into (llama.cpp's `LLAMA_MAX_SEQ`
+/// is 256; more than a few dozen only wastes memory on a CPU).
+pub const MAX_SLOTS: u32 = 64;
+
 /// Options that mean something to a server but nothing in-process; they are
 /// accepted and ignored (with a debug log).
 const IGNORED: &[&str] = &[
@@ -28,6 +35,9 @@ pub struct GenOptions {
     pub n_ctx: u32,
     pub n_batch: u32,
     pub n_threads: i32,
+    /// Calls decoded together, each with a KV cache of `n_ctx`: a setting
+    /// of the process (`CHIMERA_EMBEDDED_PARALLEL`), not of a workflow.
+    pub slots: u32,
     /// The most new tokens; `None`: until the context is full.
     pub num_predict: Option<u32>,
     /// `0` (or less) samples greedily.
@@ -53,6 +63,7 @@ impl Default for GenOptions {
             n_ctx: DEFAULT_N_CTX,
             n_batch: DEFAULT_N_BATCH,
             n_threads: default_threads(),
+            slots: DEFAULT_SLOTS,
             num_predict: Some(DEFAULT_NUM_PREDICT),
             temperature: 0.8,
             top_k: 40,
