@@ -18,7 +18,9 @@ pub mod template;
 pub mod workflow;
 
 mod digest;
+mod search_path;
 mod suggest;
+mod words;
 
 pub use engine::{RunOptions, RunOutcome};
 pub use plugin::{ComponentCache, PluginHost};

@@ -96,7 +96,10 @@ impl Observer for Progress {
             } else {
                 0.0
             };
-            bar.set_message(format!("{} tokens streamed, {rate:.1} tok/s", state.pieces));
+            bar.set_message(format!(
+                "{} streamed, {rate:.1} tok/s",
+                crate::words::plural(state.pieces, "token")
+            ));
         }
     }
 

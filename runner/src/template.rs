@@ -8,6 +8,7 @@
 //! are errors; names with `..` or absolute paths and symlinks that lead out of
 //! a search directory are refused.
 
+use minijinja::value::{Enumerator, Object};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -83,27 +84,15 @@ pub struct Templates {
 impl Templates {
     /// The search path for a workflow in `workflow_dir`.
     pub fn search_path_for(workflow_dir: &Path) -> Vec<PathBuf> {
-        let mut path = vec![workflow_dir.join("templates")];
-        if let Some(parent) = workflow_dir
-            .canonicalize()
-            .ok()
-            .and_then(|d| d.parent().map(Path::to_path_buf))
-        {
-            path.push(parent.join("templates"));
-        }
-        if let Some(extra) = std::env::var_os("CHIMERA_TEMPLATE_PATH") {
-            path.extend(std::env::split_paths(&extra).filter(|p| !p.as_os_str().is_empty()));
-        }
+        let mut path = crate::search_path::around_workflow(
+            Some(workflow_dir),
+            "templates",
+            "CHIMERA_TEMPLATE_PATH",
+        );
         if let Some(config) = dirs::config_dir() {
             path.push(config.join("chimera").join("templates"));
         }
-        let mut seen = Vec::new();
-        path.retain(|p| {
-            let key = p.canonicalize().unwrap_or_else(|_| p.clone());
-            let new = !seen.contains(&key);
-            seen.push(key);
-            new
-        });
+        crate::search_path::dedup(&mut path);
         path
     }
 
@@ -199,6 +188,22 @@ impl Templates {
     /// When the template is missing, uses an undefined variable, runs out of
     /// fuel or fails otherwise; the message names the template and line.
     pub fn render(&self, name: &str, context: &Value) -> Result<String, TemplateError> {
+        self.render_for(name, context, None)
+    }
+
+    /// Renders `name` with `context`, where a context's `agent` that is
+    /// `agent`'s id becomes the agent itself: it still prints as the id,
+    /// and `agent.id`, `agent.title`, `agent.description` reach its fields.
+    ///
+    /// # Errors
+    /// As [`Templates::render`].
+    pub fn render_for(
+        &self,
+        name: &str,
+        context: &Value,
+        agent: Option<&AgentInfo>,
+    ) -> Result<String, TemplateError> {
+        let agent = agent.filter(|a| context.get("agent").and_then(Value::as_str) == Some(&a.id));
         if let Err(why) = check_name(name) {
             return Err(TemplateError::Render(format!(
                 "template name `{name}` {why}"
@@ -214,7 +219,14 @@ impl Templates {
                 TemplateError::Render(describe(&e))
             }
         })?;
-        template.render(context).map_err(|e| {
+        let rendered = match agent {
+            Some(a) => template.render(minijinja::context! {
+                agent => minijinja::Value::from_object(a.clone()),
+                ..minijinja::Value::from_serialize(context)
+            }),
+            None => template.render(context),
+        };
+        rendered.map_err(|e| {
             let mut message = describe(&e);
             // The undefined value may be deep in an include: find the innermost error.
             let mut inner = &e;
@@ -224,7 +236,15 @@ impl Templates {
                 inner = next;
             }
             if inner.kind() == minijinja::ErrorKind::UndefinedError {
-                let missing = self.missing_variables(inner.name().unwrap_or(name), context);
+                let seen = match agent {
+                    Some(a) => {
+                        let mut c = context.clone();
+                        c["agent"] = serde_json::to_value(a).unwrap_or_default();
+                        c
+                    }
+                    None => context.clone(),
+                };
+                let missing = self.missing_variables(inner.name().unwrap_or(name), &seen);
                 if !missing.is_empty() {
                     message.push_str(&format!("; not in the context: {}", missing.join(", ")));
                 }
@@ -348,8 +368,42 @@ pub fn static_references(source: &str) -> Vec<String> {
 }
 
 impl crate::plugin::TemplateRenderer for Templates {
-    fn render(&self, name: &str, context: &Value) -> Result<String, String> {
-        Templates::render(self, name, context).map_err(|e| e.to_string())
+    fn render(
+        &self,
+        name: &str,
+        context: &Value,
+        agent: Option<&AgentInfo>,
+    ) -> Result<String, String> {
+        Templates::render_for(self, name, context, agent).map_err(|e| e.to_string())
+    }
+}
+
+/// The agent a template renders for. In a template it prints as its id (so
+/// `{{ agent }}` reads as before), and has the attributes `id`, `title` (the
+/// id when the workflow gives none) and `description` (none when unset).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentInfo {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+}
+
+impl Object for AgentInfo {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        match key.as_str()? {
+            "id" => Some(self.id.clone().into()),
+            "title" => Some(self.title.clone().into()),
+            "description" => Some(minijinja::Value::from(self.description.clone())),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&["id", "title", "description"])
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.id)
     }
 }
 
@@ -367,6 +421,36 @@ mod tests {
         }
         let t = Templates::new(vec![dir.path().to_path_buf()]);
         (dir, t)
+    }
+
+    #[test]
+    fn the_agent_prints_as_its_id_and_has_a_title() {
+        let (_dir, t) = templates(&[
+            (
+                "p.j2",
+                "{{ agent }}|{{ agent.id }}|{{ agent.title }}|{{ agent.description or '-' }}",
+            ),
+            ("bad.j2", "{{ agent.nickname }}"),
+        ]);
+        let agent = AgentInfo {
+            id: "collector".into(),
+            title: "Data Collector".into(),
+            description: None,
+        };
+        let context = json!({"agent": "collector"});
+        assert_eq!(
+            t.render_for("p.j2", &context, Some(&agent)).unwrap(),
+            "collector|collector|Data Collector|-"
+        );
+        // Without the agent (or for another agent's id) it stays a string.
+        assert!(t.render("p.j2", &context).is_err());
+        let other = json!({"agent": "insight"});
+        assert!(t.render_for("p.j2", &other, Some(&agent)).is_err());
+        let err = t
+            .render_for("bad.j2", &context, Some(&agent))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agent.nickname"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,10 @@ fn validate(yaml: &str) -> (i32, String) {
         .current_dir(tmp.path())
         .arg("validate")
         .arg(path.file_name().unwrap()));
-    (code, stderr)
+    // Searched directories name the temporary directory's parent.
+    let parent = tmp.path().canonicalize().unwrap();
+    let parent = parent.parent().unwrap().display().to_string();
+    (code, stderr.replace(&parent, "[tmp]"))
 }
 
 const GOOD: &str = "version: 1

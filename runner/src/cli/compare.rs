@@ -70,7 +70,10 @@ pub(super) fn compare(args: &CompareArgs) -> Result<(), u8> {
     comparison.provenance_differences = found;
     let skipped = base.skipped_runs + cand.skipped_runs;
     if skipped > 0 {
-        eprintln!("warning: {skipped} run(s) that did not end `ok` are left out");
+        eprintln!(
+            "warning: {} that did not end `ok` left out",
+            crate::words::plural(skipped, "run")
+        );
     }
     if let Some(out) = &args.out {
         let dir = RunDir::at(out.clone())

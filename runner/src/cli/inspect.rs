@@ -38,6 +38,12 @@ pub(super) async fn plugins(workflow: Option<PathBuf>, json: bool) -> Result<(),
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
     } else {
+        println!("searched, in order (first match wins):");
+        for dir in &resolver.search_path {
+            let note = if dir.is_dir() { "" } else { "  (absent)" };
+            println!("  {}{note}", dir.display());
+        }
+        println!("  the built-in plugins\n");
         let width = |key: &str| {
             rows.iter()
                 .map(|r| r[key].as_str().unwrap_or("").len())

@@ -160,9 +160,12 @@ pub(super) fn merge(
         Ok(())
     } else {
         eprintln!(
-            "error: {} of {} cells have no finished record in any shard: {}\n  = help: run the missing cells (the same `chimera run … --out DIR` skips finished ones) and merge again, or pass `--allow-missing`",
+            "error: {} of {} no finished record in any shard: {}\n  = help: run the missing cells (the same `chimera run … --out DIR` skips finished ones) and merge again, or pass `--allow-missing`",
             summary.missing.len(),
-            first.cells.len(),
+            match first.cells.len() {
+                1 => "1 cell has".to_owned(),
+                n => format!("{n} cells have"),
+            },
             summary
                 .missing
                 .iter()

@@ -5,6 +5,7 @@
 mod compare;
 mod inspect;
 mod merge;
+mod new;
 mod prepare;
 mod repeat;
 mod run;
@@ -23,7 +24,7 @@ use std::time::Duration;
 #[command(
     name = "chimera",
     version,
-    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/chimera-agent-a.yaml --input sample-data --backend embedded --model smollm2-135m --set model.options.num_ctx=2048\n  chimera render workflows/chimera-agent-a.yaml --stage analyze --input sample-data\n  chimera run --resume runs/20261125T190013Z-chimera-agent-a\n  chimera run workflows/chimera-agent-a-sweep.yaml -i sample-data --out runs/sweep --shard auto\n  chimera plugins; chimera models\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow, 130 interrupted (Ctrl-C).\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
+    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/chimera-agent-a.yaml --input sample-data --backend embedded --model smollm2-135m --set model.options.num_ctx=2048\n  chimera render workflows/chimera-agent-a.yaml --stage analyze --input sample-data\n  chimera run --resume runs/20261125T190013Z-chimera-agent-a\n  chimera run workflows/chimera-agent-a-sweep.yaml -i sample-data --out runs/sweep --shard auto\n  chimera new perf-lab   (a project folder to start from)\n  chimera plugins; chimera models\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow, 130 interrupted (Ctrl-C).\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -42,10 +43,12 @@ enum Command {
     },
     /// List the built-in plugins and those on the plugin search path, with what they describe.
     ///
-    /// The search path: `plugins/` beside `--workflow` (when given), then the
-    /// directories on CHIMERA_PLUGIN_PATH, then the built-ins.
+    /// The search path, first match wins: `plugins/` beside `--workflow`
+    /// and `plugins/` in its parent directory (when given), then the
+    /// directories on CHIMERA_PLUGIN_PATH, then the built-ins. The table
+    /// starts with the directories searched.
     Plugins {
-        /// Also search the `plugins/` directory beside this workflow.
+        /// Also search `plugins/` beside this workflow and in its parent directory.
         #[arg(long)]
         workflow: Option<PathBuf>,
         /// Print JSON instead of a table.
@@ -109,6 +112,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a project: `chimera new <dir>` writes a folder that validates
+    /// and runs as written — `workflows/<dir>.yaml` (Agent A on the stock
+    /// prompts and report, plus a stage of its own plugin), a persona of its
+    /// own in `templates/personas/`, copies of the stock templates to edit,
+    /// a sample artifact in `data/`, and `plugins/hello/`, a plugin crate
+    /// against the SDK (vendored in `plugins/chimera-plugin/`) with the
+    /// one-line command that builds it. `chimera new plugin <name>` writes
+    /// just a plugin crate (in `plugins/`, or `--dir`).
+    New(new::NewCommand),
     /// Look at one plugin component.
     Plugin {
         #[command(subcommand)]
@@ -334,6 +346,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 seed,
                 out,
             }),
+            Command::New(cmd) => new::run(cmd),
             Command::Schema => {
                 let schema = crate::workflow::workflow_json_schema();
                 println!(
@@ -401,14 +414,7 @@ fn fail(code: u8, message: &str) -> u8 {
     code
 }
 
-/// `1 agent`, `2 agents`.
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("{n} {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
+use crate::words::plural;
 
 /// Leaves `host` to the process's exit, which comes next: unmapping each
 /// compiled component one by one (a TLB shootdown on every core each time)

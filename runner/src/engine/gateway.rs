@@ -54,8 +54,8 @@ impl StageGateway {
         let mut used = self.used.lock().expect("gateway counters poisoned");
         if used.0 >= self.max_calls {
             return Err(GatewayError::NotAllowed(format!(
-                "stage `{label}` reached its limit of {} LLM calls; raise `max_llm_calls` if it needs more",
-                self.max_calls
+                "stage `{label}` reached its limit of {}; raise `max_llm_calls` if it needs more",
+                crate::words::plural(self.max_calls, "LLM call")
             )));
         }
         if let Some(max) = self.max_tokens.filter(|max| used.1 >= *max) {

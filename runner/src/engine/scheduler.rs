@@ -374,7 +374,10 @@ impl<'a, 'b> Schedule<'a, 'b> {
             } else {
                 format!("report-{}.md", agent.id)
             };
-            match cx.templates.render(&template.value, &context) {
+            match cx
+                .templates
+                .render_for(&template.value, &context, Some(&agent.template_info()))
+            {
                 Ok(text) => {
                     cx.dir.write(&name, text.as_bytes())?;
                     self.metrics.reports.push(name);

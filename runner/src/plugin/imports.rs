@@ -46,8 +46,15 @@ pub trait LlmGateway: Send + Sync {
 
 /// Where a stage's `template.render` goes.
 pub trait TemplateRenderer: Send + Sync {
-    /// Renders template `name` with `context`; the error names template and line.
-    fn render(&self, name: &str, context: &Value) -> Result<String, String>;
+    /// Renders template `name` with `context` for `agent` (see
+    /// [`crate::template::Templates::render_for`]); the error names template
+    /// and line.
+    fn render(
+        &self,
+        name: &str,
+        context: &Value,
+        agent: Option<&crate::template::AgentInfo>,
+    ) -> Result<String, String>;
 }
 
 /// What a stage's imports can reach; nothing else is reachable.
@@ -57,6 +64,8 @@ pub struct StageServices {
     pub templates: Option<Arc<dyn TemplateRenderer>>,
     /// `agent/stage`, for log lines.
     pub label: String,
+    /// The stage's agent, which its templates see as `agent`.
+    pub agent: Option<crate::template::AgentInfo>,
 }
 
 impl StageServices {
@@ -152,7 +161,7 @@ impl template::Host for StageState {
         };
         let context: Value = serde_json::from_str(&context_json)
             .map_err(|e| format!("the context for template `{name}` is not JSON: {e}"))?;
-        templates.render(&name, &context)
+        templates.render(&name, &context, self.services.agent.as_ref())
     }
 }
 

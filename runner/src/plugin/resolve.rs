@@ -1,8 +1,10 @@
 //! Finding a plugin from a workflow's `plugin:` value.
 //!
 //! A value with a `/` or ending in `.wasm` is a path, relative to the workflow
-//! file. Any other value is a name, looked up as `<name>.wasm` in the
-//! `plugins/` directory beside the workflow, then in each `CHIMERA_PLUGIN_PATH`
+//! file. Any other value is a name, looked up as `<name>.wasm` where
+//! templates are looked up: the `plugins/` directory beside the workflow,
+//! then `plugins/` in its parent directory (a project's root, when workflows
+//! live in `<project>/workflows/`), then each `CHIMERA_PLUGIN_PATH`
 //! directory, then among the built-in plugins.
 
 use super::builtin::{Builtin, builtins};
@@ -76,6 +78,8 @@ pub enum ResolveError {
     Unknown {
         name: String,
         suggestion: Option<String>,
+        /// The directories searched, in order.
+        searched: Vec<PathBuf>,
     },
 }
 
@@ -83,8 +87,18 @@ impl ResolveError {
     /// What the user can do about it.
     pub fn help(&self) -> String {
         match self {
-            Self::MissingFile(_) => "build the plugin, or fix the path (it is relative to the workflow file)".into(),
-            Self::Unknown { .. } => "`chimera plugins` lists the plugins it finds; put `<name>.wasm` in a `plugins/` directory beside the workflow or in a directory on `CHIMERA_PLUGIN_PATH`".into(),
+            Self::MissingFile(_) => {
+                "build the plugin, or fix the path (it is relative to the workflow file)".into()
+            }
+            Self::Unknown { name, searched, .. } => {
+                let mut help = format!("`{name}.wasm` was looked for in, in order:");
+                for dir in searched {
+                    help.push_str(&format!("\n          {}", dir.display()));
+                }
+                help.push_str("\n          the built-in plugins");
+                help.push_str("\n        put it in one of those directories or in one on `CHIMERA_PLUGIN_PATH`; `chimera plugins --workflow <file>` lists what it finds");
+                help
+            }
         }
     }
 }
@@ -97,16 +111,13 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// The search path for a workflow in `workflow_dir`: its `plugins/`, then
-    /// `CHIMERA_PLUGIN_PATH`.
+    /// The search path for a workflow in `workflow_dir`: its `plugins/`,
+    /// its parent's `plugins/`, then `CHIMERA_PLUGIN_PATH` (the same order
+    /// as templates, without the user's config directory).
     pub fn for_workflow(workflow_dir: Option<&Path>) -> Self {
-        let mut search_path = Vec::new();
-        if let Some(dir) = workflow_dir {
-            search_path.push(dir.join("plugins"));
-        }
-        if let Some(paths) = std::env::var_os("CHIMERA_PLUGIN_PATH") {
-            search_path.extend(std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()));
-        }
+        let mut search_path =
+            crate::search_path::around_workflow(workflow_dir, "plugins", "CHIMERA_PLUGIN_PATH");
+        crate::search_path::dedup(&mut search_path);
         Self { search_path }
     }
 
@@ -156,6 +167,7 @@ impl Resolver {
             name: reference.to_owned(),
             suggestion: crate::suggest::nearest(reference, names.iter().map(String::as_str))
                 .map(str::to_owned),
+            searched: self.search_path.clone(),
         })
     }
 
@@ -182,5 +194,36 @@ impl Resolver {
         }
         found.extend(builtins().iter().map(PluginSource::Builtin));
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_found_beside_the_workflow_then_in_the_project_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = tmp.path().canonicalize().unwrap();
+        let workflows = project.join("workflows");
+        std::fs::create_dir_all(workflows.join("plugins")).unwrap();
+        std::fs::create_dir_all(project.join("plugins")).unwrap();
+        std::fs::write(project.join("plugins/hello.wasm"), b"").unwrap();
+        std::fs::write(project.join("plugins/both.wasm"), b"").unwrap();
+        std::fs::write(workflows.join("plugins/both.wasm"), b"").unwrap();
+        let resolver = Resolver::for_workflow(Some(&workflows));
+        let found = |name| resolver.resolve(name, &workflows).unwrap().path().unwrap();
+        assert_eq!(found("hello"), project.join("plugins/hello.wasm"));
+        assert_eq!(found("both"), workflows.join("plugins/both.wasm"));
+
+        let err = resolver.resolve("missing", &workflows).unwrap_err();
+        let help = err.help();
+        let beside = help.find(&format!("{}\n", workflows.join("plugins").display()));
+        let root = help.find(&format!("{}\n", project.join("plugins").display()));
+        assert!(
+            beside.is_some() && root.is_some() && beside < root,
+            "{help}"
+        );
+        assert!(help.contains("`missing.wasm`"), "{help}");
     }
 }

@@ -94,8 +94,10 @@ impl Concurrency {
             self.wall_ms,
             self.speedup,
             self.efficiency,
-            self.max_parallel
-                .map_or_else(String::new, |m| format!("; at most {m} stages at once")),
+            self.max_parallel.map_or_else(String::new, |m| format!(
+                "; at most {} at once",
+                crate::words::plural(m, "stage")
+            )),
         );
         for a in &self.agents {
             md.push_str(&format!(

@@ -357,10 +357,14 @@ impl Worker {
             for seq in self.active.drain(..) {
                 let after = match seq.generated() {
                     0 => String::new(),
-                    n => format!(" after {n} tokens; the partial response is kept"),
+                    n => format!(
+                        " after {}; the partial response is kept",
+                        crate::words::plural(n, "token")
+                    ),
                 };
                 let message = format!(
-                    "llama.cpp failed on a batch of {calls} call(s) to model `{}` ({e}){after}; try a smaller `num_ctx` or `num_batch`",
+                    "llama.cpp failed on a batch of {} to model `{}` ({e}){after}; try a smaller `num_ctx` or `num_batch`",
+                    crate::words::plural(calls, "call"),
                     seq.job.name
                 );
                 seq.fail(LlmErrorKind::ServerError, message);
