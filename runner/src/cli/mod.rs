@@ -121,6 +121,13 @@ enum Command {
     /// one-line command that builds it. `chimera new plugin <name>` writes
     /// just a plugin crate (in `plugins/`, or `--dir`).
     New(new::NewCommand),
+    /// Draw `report.html` again from a run record (its `metrics.json` and
+    /// report files), without calling a model: e.g. after upgrading chimera.
+    /// The page says it was re-rendered.
+    Report {
+        /// The run record's directory.
+        run_dir: PathBuf,
+    },
     /// Look at one plugin component.
     Plugin {
         #[command(subcommand)]
@@ -347,6 +354,21 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 out,
             }),
             Command::New(cmd) => new::run(cmd),
+            Command::Report { run_dir } => {
+                let metrics = std::fs::read_to_string(run_dir.join("metrics.json"))
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        fail(2, &format!(
+                            "error: {} is not a run record: cannot read its metrics.json ({e})\n  = help: give the directory `chimera run` printed as `run record:`",
+                            run_dir.display()
+                        ))
+                    })?;
+                crate::record::html::write_run_page(&run_dir, &metrics, true)
+                    .map_err(|e| fail(1, &format!("error: {e}")))?;
+                println!("{}", run_dir.join("report.html").display());
+                Ok(())
+            }
             Command::Schema => {
                 let schema = crate::workflow::workflow_json_schema();
                 println!(

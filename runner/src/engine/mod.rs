@@ -300,6 +300,14 @@ fn finish(
     metrics.provenance.templates = template_files(templates);
     metrics.finished_at = Some(jiff::Timestamp::now().to_string());
     let entries = calls.entries();
+    // The page shows the record as metrics.json will hold it; a page that
+    // cannot be made is noted there, and the run stands.
+    if let Ok(value) = serde_json::to_value(&metrics)
+        && let Err(e) = crate::record::html::write_run_page(dir.path(), &value, false)
+    {
+        tracing::warn!(error = %e, "report.html not written");
+        metrics.report_errors.push(format!("report.html: {e}"));
+    }
     checkpoint
         .append_calls(&dir, &entries)
         .and_then(|_| dir.write_json("metrics.json", &metrics).map(drop))

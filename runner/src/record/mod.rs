@@ -5,6 +5,7 @@
 pub mod calls;
 pub mod checkpoint;
 pub mod concurrency;
+pub mod html;
 pub mod provenance;
 pub mod report;
 pub mod resume;

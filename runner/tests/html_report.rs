@@ -1,0 +1,189 @@
+//! `report.html` in a real browser: Debian's headless Chromium opens it from
+//! disk; any console message (a Content-Security-Policy violation is how a
+//! blocked request or script shows) fails the test; the figures in the
+//! rendered page match `metrics.json`; a screenshot is kept under
+//! `target/test-artefacts/`.
+//!
+//! Without Chromium the test is skipped, unless `CHIMERA_REQUIRE_BROWSER`
+//! is set (scripts/test installs it and sets it).
+
+mod common;
+
+use chimera_tests::fake_ollama::{FakeConfig, FakeOllama};
+use common::{chimera, json, root, run};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn browser() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|b| which(b));
+    if found.is_none() && std::env::var_os("CHIMERA_REQUIRE_BROWSER").is_some() {
+        panic!("no chromium on PATH, and CHIMERA_REQUIRE_BROWSER is set");
+    }
+    found
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Opens `page` headless; returns the DOM as the browser built it, after
+/// failing on any console message.
+fn open(browser: &Path, page: &Path, screenshot: &Path, profile: &Path) -> String {
+    let url = format!("file://{}", page.display());
+    let common = |cmd: &mut Command| {
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            // Nothing may leave the machine even if the page asked.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--window-size=1200,1600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    };
+    let mut dump = Command::new(browser);
+    common(&mut dump);
+    let out = dump
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut shot = Command::new(browser);
+    common(&mut shot);
+    let shot_out = shot
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    for stderr in [&out.stderr, &shot_out.stderr] {
+        let log = String::from_utf8_lossy(stderr);
+        let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+        assert!(
+            console.is_empty(),
+            "the page logged to the console (a blocked request or script):\n{}",
+            console.join("\n")
+        );
+    }
+    assert!(screenshot.is_file(), "no screenshot");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The cells of the DOM with `data-metric="key"`, in order: (data-value, text).
+fn cells(dom: &str, key: &str) -> Vec<(Option<String>, String)> {
+    let needle = format!("data-metric=\"{key}\"");
+    let mut found = Vec::new();
+    let mut rest = dom;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        let close = after.find('>').unwrap();
+        let attrs = &after[..close];
+        let value = attrs
+            .split("data-value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .map(str::to_owned);
+        let body = &after[close + 1..];
+        let text = body[..body.find('<').unwrap()].trim().to_owned();
+        found.push((value, text));
+        rest = body;
+    }
+    found
+}
+
+#[test]
+fn the_run_page_opens_offline_in_a_browser_and_shows_the_records_figures() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: no chromium on PATH");
+        return;
+    };
+    let server = FakeOllama::start(FakeConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(root().join("workflows/chimera-agent-a.yaml"))
+        .arg("--input")
+        .arg(root().join("sample-data"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--set", &format!("model.host={}", server.url()), "-q"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let page = out.join("report.html");
+    assert!(page.is_file(), "report.html beside report.md");
+
+    let artefacts = root().join("target/test-artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let shot = artefacts.join("report-html-run.png");
+    let dom = open(&browser, &page, &shot, &tmp.path().join("profile"));
+
+    let metrics = json(&out.join("metrics.json"));
+    let calls = metrics["calls"].as_array().unwrap();
+    assert!(!calls.is_empty());
+    for key in [
+        "ttft_ms",
+        "tokens_per_second",
+        "prompt_eval_count",
+        "eval_count",
+    ] {
+        let shown = cells(&dom, key);
+        assert_eq!(shown.len(), calls.len(), "one `{key}` cell per call");
+        for (call, (value, text)) in calls.iter().zip(&shown) {
+            match call[key].as_f64() {
+                Some(v) => {
+                    let shown: f64 = value.as_deref().unwrap().parse().unwrap();
+                    assert_eq!(shown, v, "`{key}` as recorded");
+                    let printed: f64 = text.split_whitespace().next().unwrap().parse().unwrap();
+                    assert!((printed - v).abs() <= 0.05, "`{key}`: {text} for {v}");
+                }
+                None => assert_eq!(text, "n/a", "`{key}` the server did not give"),
+            }
+        }
+    }
+    let total = cells(&dom, "total_ms");
+    assert_eq!(
+        total[0].0.as_deref().map(|v| v.parse::<f64>().unwrap()),
+        metrics["total_ms"].as_f64()
+    );
+    let walls = cells(&dom, "wall_ms");
+    let stages = metrics["stages"].as_array().unwrap();
+    assert_eq!(walls.len(), stages.len());
+    for (stage, (value, _)) in stages.iter().zip(&walls) {
+        assert_eq!(
+            value.as_deref().unwrap().parse::<f64>().unwrap(),
+            stage["wall_ms"].as_f64().unwrap()
+        );
+    }
+    // The timeline names every stage, and the report is on the page.
+    for stage in stages {
+        let label = format!(
+            "{}/{}",
+            stage["agent"].as_str().unwrap(),
+            stage["stage"].as_str().unwrap()
+        );
+        assert!(dom.contains(&label), "{label} on the timeline");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let first_line = report.lines().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        dom.contains(first_line.trim()),
+        "the report's text is shown"
+    );
+    let _: &Value = &metrics["provenance"];
+    assert!(dom.contains("<details>"), "provenance, collapsed");
+}
