@@ -10,7 +10,7 @@
 mod common;
 
 use chimera_tests::fake_ollama::{FakeConfig, FakeOllama};
-use common::{chimera, json, root, run};
+use common::{chimera, json, root, run, test_plugin, write};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -186,4 +186,89 @@ fn the_run_page_opens_offline_in_a_browser_and_shows_the_records_figures() {
     );
     let _: &Value = &metrics["provenance"];
     assert!(dom.contains("<details>"), "provenance, collapsed");
+}
+
+#[test]
+fn the_sweep_page_shows_the_ranking_and_its_charts_offline() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: no chromium on PATH");
+        return;
+    };
+    let server = FakeOllama::start(FakeConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let flow = write(
+        tmp.path(),
+        "sweep.yaml",
+        &format!(
+            "version: 1
+name: sweep
+model: {{backend: ollama, name: \"gemma3:latest\", host: \"{}\"}}
+runs: 2
+objective: max tokens_per_second p50
+matrix:
+  model.options.temperature: [0.6, 0.8]
+  model.options.num_ctx: [256, 512]
+agents:
+  - id: agent
+    stages:
+      - id: asks
+        plugin: {}
+        with: {{mode: llm}}
+",
+            server.url(),
+            test_plugin("hostile.wasm").display()
+        ),
+    );
+    std::fs::create_dir_all(tmp.path().join("input")).unwrap();
+    let out = tmp.path().join("sweep");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&flow)
+        .arg("--input")
+        .arg(tmp.path().join("input"))
+        .arg("--out")
+        .arg(&out)
+        .arg("-q"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let artefacts = root().join("target/test-artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let dom = open(
+        &browser,
+        &out.join("summary.html"),
+        &artefacts.join("report-html-sweep.png"),
+        &tmp.path().join("profile"),
+    );
+    let summary = json(&out.join("summary.json"));
+    let cells_json = summary["cells"].as_array().unwrap();
+    assert_eq!(cells_json.len(), 4);
+    let shown = cells(&dom, "objective");
+    assert_eq!(shown.len(), 4, "one row per cell");
+    for (cell, (value, _)) in cells_json.iter().zip(&shown) {
+        let v = value.as_deref().map(|v| v.parse::<f64>().unwrap());
+        assert_eq!(v, cell["objective"].as_f64(), "cell {}", cell["key"]);
+        assert!(dom.contains(&format!("data-cell=\"{}\"", cell["key"].as_str().unwrap())));
+    }
+    for (metric, key) in [
+        ("tokens_per_second", "tokens_per_second"),
+        ("ttft_ms", "ttft_ms"),
+    ] {
+        for (cell, (value, _)) in cells_json.iter().zip(cells(&dom, key)) {
+            let v = value.as_deref().map(|v| v.parse::<f64>().unwrap());
+            assert_eq!(v, cell["metrics"][metric]["p50"].as_f64());
+        }
+    }
+    let best = cells_json.iter().find(|c| c["mark"] == "best").unwrap();
+    assert!(
+        dom.contains(&format!("Best: <b>{}</b>", best["key"].as_str().unwrap())),
+        "the best cell is named"
+    );
+    assert!(
+        dom.contains("over model.options.temperature × model.options.num_ctx"),
+        "a heat-map over the two axes"
+    );
+    assert_eq!(
+        dom.matches("<svg").count(),
+        2,
+        "the heat-map and the tok/s-TTFT chart"
+    );
 }

@@ -121,9 +121,10 @@ enum Command {
     /// one-line command that builds it. `chimera new plugin <name>` writes
     /// just a plugin crate (in `plugins/`, or `--dir`).
     New(new::NewCommand),
-    /// Draw `report.html` again from a run record (its `metrics.json` and
-    /// report files), without calling a model: e.g. after upgrading chimera.
-    /// The page says it was re-rendered.
+    /// Draw the HTML page of a record again, without calling a model: a
+    /// run's `report.html` (from its `metrics.json` and report files; the
+    /// page says it was re-rendered) or a sweep's `summary.html` (from its
+    /// `summary.json`), e.g. after upgrading chimera.
     Report {
         /// The run record's directory.
         run_dir: PathBuf,
@@ -354,21 +355,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 out,
             }),
             Command::New(cmd) => new::run(cmd),
-            Command::Report { run_dir } => {
-                let metrics = std::fs::read_to_string(run_dir.join("metrics.json"))
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-                    .map_err(|e| {
-                        fail(2, &format!(
-                            "error: {} is not a run record: cannot read its metrics.json ({e})\n  = help: give the directory `chimera run` printed as `run record:`",
-                            run_dir.display()
-                        ))
-                    })?;
-                crate::record::html::write_run_page(&run_dir, &metrics, true)
-                    .map_err(|e| fail(1, &format!("error: {e}")))?;
-                println!("{}", run_dir.join("report.html").display());
-                Ok(())
-            }
+            Command::Report { run_dir } => report(&run_dir),
             Command::Schema => {
                 let schema = crate::workflow::workflow_json_schema();
                 println!(
@@ -437,6 +424,48 @@ fn fail(code: u8, message: &str) -> u8 {
 }
 
 use crate::words::plural;
+
+/// `chimera report <dir>`: a sweep's summary.html or a run's report.html.
+fn report(dir: &std::path::Path) -> Result<(), u8> {
+    let read = |name: &str| -> Option<Result<serde_json::Value, String>> {
+        let text = std::fs::read_to_string(dir.join(name)).ok()?;
+        Some(serde_json::from_str(&text).map_err(|e| format!("{name} does not parse: {e}")))
+    };
+    let bad = |e: String| fail(2, &format!("error: {}: {e}", dir.display()));
+    let written = if let Some(summary) = read("summary.json") {
+        let summary = summary.map_err(bad)?;
+        if summary.get("objective").is_none() {
+            return Err(fail(
+                2,
+                &format!(
+                    "error: {} holds a repeat's or comparison's summary, which has no page yet\n  = help: give one of its runs' directories (`run-N/`) for that run's report.html",
+                    dir.display()
+                ),
+            ));
+        }
+        let page = crate::record::html::sweep_page(&summary)
+            .map_err(|e| fail(1, &format!("error: {e}")))?;
+        let path = dir.join("summary.html");
+        std::fs::write(&path, page)
+            .map_err(|e| fail(1, &format!("error: cannot write {}: {e}", path.display())))?;
+        path
+    } else if let Some(metrics) = read("metrics.json") {
+        let metrics = metrics.map_err(bad)?;
+        crate::record::html::write_run_page(dir, &metrics, true)
+            .map_err(|e| fail(1, &format!("error: {e}")))?;
+        dir.join("report.html")
+    } else {
+        return Err(fail(
+            2,
+            &format!(
+                "error: {} is not a record: it has no metrics.json or summary.json\n  = help: give the directory `chimera run` printed as `run record:`, or a sweep's `--out` directory",
+                dir.display()
+            ),
+        ));
+    };
+    println!("{}", written.display());
+    Ok(())
+}
 
 /// Leaves `host` to the process's exit, which comes next: unmapping each
 /// compiled component one by one (a TLB shootdown on every core each time)

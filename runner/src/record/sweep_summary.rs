@@ -430,13 +430,17 @@ impl SweepSummary {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Writes `summary.json`, `summary.md` and `summary.csv`; the markdown.
+    /// Writes `summary.json`, `summary.md`, `summary.csv` and
+    /// `summary.html`; the markdown.
     ///
     /// # Errors
-    /// When a file cannot be written.
+    /// When a file cannot be written or the page cannot be made.
     pub fn write(&self, dir: &RunDir) -> std::io::Result<String> {
         dir.write_json("summary.json", self)?;
         dir.write("summary.csv", self.csv()?.as_bytes())?;
+        let value = serde_json::to_value(self).map_err(std::io::Error::other)?;
+        let page = crate::record::html::sweep_page(&value).map_err(std::io::Error::other)?;
+        dir.write("summary.html", page.as_bytes())?;
         let md = self.markdown();
         dir.write("summary.md", md.as_bytes())?;
         Ok(md)

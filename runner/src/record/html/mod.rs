@@ -8,11 +8,18 @@
 //! again from any record without the run's types.
 
 pub mod chart;
+mod sweep;
+
+pub use sweep::sweep_page;
 
 use minijinja::Environment;
 use serde_json::{Value, json};
 
-const PAGE: &str = include_str!("run.html");
+/// The pages, by name (`.html`: minijinja escapes what they print).
+const PAGES: [(&str, &str); 2] = [
+    ("run.html", include_str!("run.html")),
+    ("sweep.html", include_str!("sweep.html")),
+];
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;color:#222}\
 h1{margin:.2em 0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}\
@@ -122,9 +129,16 @@ pub fn run_page(
         "provenance": serde_json::to_string_pretty(&metrics["provenance"]).unwrap_or_default(),
         "rerendered": rerendered,
     });
+    render("run.html", &context)
+}
+
+/// Renders page `name` with `context`.
+fn render(name: &str, context: &Value) -> Result<String, HtmlError> {
     let mut env = Environment::new();
-    env.add_template("run.html", PAGE)?;
-    Ok(env.get_template("run.html")?.render(context)?)
+    for (page, text) in PAGES {
+        env.add_template(page, text)?;
+    }
+    Ok(env.get_template(name)?.render(context)?)
 }
 
 /// Writes `report.html` into the run directory `dir` from its metrics and
