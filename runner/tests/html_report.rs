@@ -272,3 +272,112 @@ agents:
         "the heat-map and the tok/s-TTFT chart"
     );
 }
+
+#[test]
+fn the_comparison_page_shows_each_metrics_verdict_and_interval_offline() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: no chromium on PATH");
+        return;
+    };
+    let server = FakeOllama::start(FakeConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let flow = write(
+        tmp.path(),
+        "compare.yaml",
+        &format!(
+            "version: 1
+name: compare
+model: {{backend: ollama, name: \"gemma3:latest\", host: \"{}\"}}
+runs: 3
+compare:
+  baseline: {{label: a}}
+  candidate: {{label: b, set: {{model.options.temperature: 0.2}}}}
+agents:
+  - id: agent
+    stages:
+      - id: asks
+        plugin: {}
+        with: {{mode: llm}}
+",
+            server.url(),
+            test_plugin("hostile.wasm").display()
+        ),
+    );
+    std::fs::create_dir_all(tmp.path().join("input")).unwrap();
+    let out = tmp.path().join("cmp");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&flow)
+        .arg("--input")
+        .arg(tmp.path().join("input"))
+        .arg("--out")
+        .arg(&out)
+        .arg("-q"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let artefacts = root().join("target/test-artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let dom = open(
+        &browser,
+        &out.join("comparison.html"),
+        &artefacts.join("report-html-comparison.png"),
+        &tmp.path().join("profile"),
+    );
+    let comparison = json(&out.join("comparison.json"));
+    let metrics = comparison["metrics"].as_array().unwrap();
+    assert!(!metrics.is_empty());
+    for (key, path) in [("baseline_p50", "baseline"), ("candidate_p50", "candidate")] {
+        let shown = cells(&dom, key);
+        assert_eq!(shown.len(), metrics.len(), "one row per metric");
+        for (m, (value, _)) in metrics.iter().zip(&shown) {
+            let v = value.as_deref().map(|v| v.parse::<f64>().unwrap());
+            assert_eq!(v, m[path]["p50"].as_f64(), "{key} of {}", m["metric"]);
+        }
+    }
+    for (m, (value, _)) in metrics.iter().zip(cells(&dom, "p_value")) {
+        assert_eq!(
+            value.map(|v| v.parse::<f64>().unwrap()),
+            m["p_value"].as_f64()
+        );
+        let verdict = m["verdict"].as_str().unwrap().replace('_', " ");
+        assert!(dom.contains(&format!(">{verdict}</td>")), "{verdict}");
+    }
+    assert_eq!(dom.matches("<svg").count(), 1, "the forest chart");
+
+    // The same workflow without `compare:`: repeats, and their page.
+    let text = std::fs::read_to_string(&flow).unwrap();
+    let cut = text.find("compare:").unwrap();
+    let agents = text.find("agents:").unwrap();
+    let repeats = write(
+        tmp.path(),
+        "repeats.yaml",
+        &format!("{}{}", &text[..cut], &text[agents..]),
+    );
+    let out = tmp.path().join("rep");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&repeats)
+        .arg("--input")
+        .arg(tmp.path().join("input"))
+        .arg("--out")
+        .arg(&out)
+        .arg("-q"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let dom = open(
+        &browser,
+        &out.join("summary.html"),
+        &artefacts.join("report-html-repeats.png"),
+        &tmp.path().join("profile"),
+    );
+    let summary = json(&out.join("summary.json"));
+    let metrics = summary["metrics"].as_object().unwrap();
+    let medians = cells(&dom, "p50");
+    assert_eq!(medians.len(), metrics.len(), "one row per metric");
+    for ((name, m), (value, _)) in metrics.iter().zip(&medians) {
+        let v = value.as_deref().map(|v| v.parse::<f64>().unwrap());
+        assert_eq!(v, m["p50"].as_f64(), "p50 of {name}");
+    }
+    assert!(
+        dom.contains("3 measured runs"),
+        "the page says how many runs"
+    );
+}

@@ -191,6 +191,7 @@ pub(super) async fn run_plan(
         interrupted,
     } = execute(&sides, &shared, root).await?;
     let warmup = sides[0].checked.workflow.plan.warmup;
+    let title = sides[0].checked.workflow.name.clone();
     let seed = sides[0]
         .checked
         .workflow
@@ -227,6 +228,13 @@ pub(super) async fn run_plan(
             side_overrides(&sides),
         );
         comparison.write(root).map_err(record_error)?;
+        let page = serde_json::to_value(&comparison)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                crate::record::html::comparison_page(&title, &v, &raw(&samples[1]))
+                    .map_err(|e| e.to_string())
+            });
+        write_page(root, "comparison.html", page);
         if json {
             serde_json::to_string_pretty(&comparison).unwrap_or_default()
         } else {
@@ -252,6 +260,13 @@ pub(super) async fn run_plan(
             metrics: summaries(&samples[0]),
         };
         let md = crate::record::summary::write_summary(root, &summary).map_err(record_error)?;
+        let page = serde_json::to_value(&summary)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                crate::record::html::repeat_page(&title, &v, &raw(&samples[0]))
+                    .map_err(|e| e.to_string())
+            });
+        write_page(root, "summary.html", page);
         if json {
             serde_json::to_string_pretty(&summary).unwrap_or_default()
         } else {
@@ -302,6 +317,23 @@ pub(super) fn plan_dir(out: Option<&Path>, workflow: &str) -> Result<RunDir, u8>
         None => RunDir::create(Path::new("runs"), workflow, jiff::Timestamp::now()),
     }
     .map_err(|e| fail(1, &format!("error: cannot create the run directory: {e}")))
+}
+
+/// The samples of each metric, as the pages plot them.
+fn raw(samples: &Samples) -> crate::record::html::MetricSamples {
+    samples
+        .metrics
+        .iter()
+        .map(|(name, (_, values))| (name.clone(), values.clone()))
+        .collect()
+}
+
+/// Writes a plan's page; a page that cannot be made is a warning, since
+/// the markdown and JSON beside it hold everything it shows.
+fn write_page(root: &RunDir, name: &str, page: Result<String, String>) {
+    if let Err(e) = page.and_then(|p| root.write(name, p.as_bytes()).map_err(|e| e.to_string())) {
+        eprintln!("warning: {name} not written: {e}");
+    }
 }
 
 #[cfg(test)]

@@ -8,17 +8,21 @@
 //! again from any record without the run's types.
 
 pub mod chart;
+mod plan;
 mod sweep;
+pub mod sweep_chart;
 
+pub use plan::{MetricSamples, comparison_page, repeat_page};
 pub use sweep::sweep_page;
 
 use minijinja::Environment;
 use serde_json::{Value, json};
 
 /// The pages, by name (`.html`: minijinja escapes what they print).
-const PAGES: [(&str, &str); 2] = [
+const PAGES: [(&str, &str); 3] = [
     ("run.html", include_str!("run.html")),
     ("sweep.html", include_str!("sweep.html")),
+    ("plan.html", include_str!("plan.html")),
 ];
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;color:#222}\

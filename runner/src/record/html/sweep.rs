@@ -2,7 +2,7 @@
 //! tok/s against TTFT with the best cell and its ties marked, and the
 //! ranked cells.
 
-use super::chart::{self, Cell};
+use super::sweep_chart::{self as chart, Cell};
 use super::{HtmlError, fixed, render};
 use serde_json::{Value, json};
 
