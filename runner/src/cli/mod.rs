@@ -8,6 +8,7 @@ mod merge;
 mod new;
 mod prepare;
 mod repeat;
+mod report;
 mod run;
 mod shard;
 mod sweep;
@@ -121,10 +122,12 @@ enum Command {
     /// one-line command that builds it. `chimera new plugin <name>` writes
     /// just a plugin crate (in `plugins/`, or `--dir`).
     New(new::NewCommand),
-    /// Draw the HTML page of a record again, without calling a model: a
-    /// run's `report.html` (from its `metrics.json` and report files; the
-    /// page says it was re-rendered) or a sweep's `summary.html` (from its
-    /// `summary.json`), e.g. after upgrading chimera.
+    /// Render a record's reports again without calling a model, e.g. after
+    /// editing a report template: a run's `report.md` (each agent's report
+    /// template over the stage metrics, outputs and calls the record holds,
+    /// with the workflow, overrides and search paths of its run.json) and
+    /// `report.html`; `metrics.json`'s provenance notes the re-render and
+    /// the templates' hashes. For a sweep's directory: `summary.html`.
     Report {
         /// The run record's directory.
         run_dir: PathBuf,
@@ -355,7 +358,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 out,
             }),
             Command::New(cmd) => new::run(cmd),
-            Command::Report { run_dir } => report(&run_dir),
+            Command::Report { run_dir } => report::report(&run_dir).await,
             Command::Schema => {
                 let schema = crate::workflow::workflow_json_schema();
                 println!(
@@ -424,48 +427,6 @@ fn fail(code: u8, message: &str) -> u8 {
 }
 
 use crate::words::plural;
-
-/// `chimera report <dir>`: a sweep's summary.html or a run's report.html.
-fn report(dir: &std::path::Path) -> Result<(), u8> {
-    let read = |name: &str| -> Option<Result<serde_json::Value, String>> {
-        let text = std::fs::read_to_string(dir.join(name)).ok()?;
-        Some(serde_json::from_str(&text).map_err(|e| format!("{name} does not parse: {e}")))
-    };
-    let bad = |e: String| fail(2, &format!("error: {}: {e}", dir.display()));
-    let written = if let Some(summary) = read("summary.json") {
-        let summary = summary.map_err(bad)?;
-        if summary.get("objective").is_none() {
-            return Err(fail(
-                2,
-                &format!(
-                    "error: {} holds a repeat's or comparison's summary, which has no page yet\n  = help: give one of its runs' directories (`run-N/`) for that run's report.html",
-                    dir.display()
-                ),
-            ));
-        }
-        let page = crate::record::html::sweep_page(&summary)
-            .map_err(|e| fail(1, &format!("error: {e}")))?;
-        let path = dir.join("summary.html");
-        std::fs::write(&path, page)
-            .map_err(|e| fail(1, &format!("error: cannot write {}: {e}", path.display())))?;
-        path
-    } else if let Some(metrics) = read("metrics.json") {
-        let metrics = metrics.map_err(bad)?;
-        crate::record::html::write_run_page(dir, &metrics, true)
-            .map_err(|e| fail(1, &format!("error: {e}")))?;
-        dir.join("report.html")
-    } else {
-        return Err(fail(
-            2,
-            &format!(
-                "error: {} is not a record: it has no metrics.json or summary.json\n  = help: give the directory `chimera run` printed as `run record:`, or a sweep's `--out` directory",
-                dir.display()
-            ),
-        ));
-    };
-    println!("{}", written.display());
-    Ok(())
-}
 
 /// Leaves `host` to the process's exit, which comes next: unmapping each
 /// compiled component one by one (a TLB shootdown on every core each time)
