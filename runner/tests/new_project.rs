@@ -17,13 +17,9 @@ fn build_plugin(project: &Path) {
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .current_dir(project)
-        .args([
-            "build",
-            "--offline",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-        ])
+        // Not `--offline`: on a machine whose cargo cache lacks a crate the
+        // lock names, cargo may fetch it (a new user's first build does too).
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
         .args(["--manifest-path", "plugins/hello/Cargo.toml"])
         .env("CARGO_TARGET_DIR", &target);
     // The test's own build settings must not leak into the guest's.
