@@ -381,6 +381,8 @@ impl crate::plugin::TemplateRenderer for Templates {
 /// The agent a template renders for. In a template it prints as its id (so
 /// `{{ agent }}` reads as before), and has the attributes `id`, `title` (the
 /// id when the workflow gives none) and `description` (none when unset).
+/// minijinja never equates an object with a string, so comparisons go
+/// through `agent.id` (docs/template-contexts.md says so).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AgentInfo {
     pub id: String,

@@ -149,6 +149,8 @@ fn new_plugin_writes_a_crate_and_the_sdk_once() {
     assert_eq!(std::fs::read_to_string(&sdk).unwrap(), "// edited\n");
     let (code, _, stderr) = new("probe");
     assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = new("chimera-plugin");
+    assert_eq!(code, 2, "the SDK's own name is refused: {stderr}");
     let (code, _, stderr) = new("9lives");
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot be a plugin's name"), "{stderr}");

@@ -10,6 +10,7 @@ use std::time::Duration;
 pub(super) async fn plugins(workflow: Option<PathBuf>, json: bool) -> Result<(), u8> {
     let dir = workflow.as_deref().map(|w| {
         w.parent()
+            .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
     });
     let resolver = Resolver::for_workflow(dir.as_deref());

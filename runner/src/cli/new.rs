@@ -138,6 +138,14 @@ fn new_project(dir: &Path) -> Result<(), u8> {
 }
 
 fn new_plugin(name: &str, dir: &Path) -> Result<(), u8> {
+    if name == "chimera-plugin" || name == "chimera_plugin" {
+        return Err(super::fail(
+            2,
+            &format!(
+                "error: `{name}` is the SDK's own crate, which `chimera new plugin` writes beside each plugin\n  = help: choose another name"
+            ),
+        ));
+    }
     if !valid_name(name) {
         return Err(super::fail(
             2,
@@ -230,24 +238,31 @@ fn empty_or_absent(dir: &Path) -> Result<(), u8> {
     }
 }
 
-/// Writes every file, or (when one fails) removes what it wrote, and the
-/// directory itself when it did not exist before.
+/// Writes every file, or (when one fails) removes what it wrote: the files,
+/// then the directories it made, deepest first.
 fn write_all(dir: &Path, files: &[File]) -> Result<(), u8> {
-    let existed = dir.exists();
     let mut written = Vec::new();
+    let mut made: Vec<std::path::PathBuf> = Vec::new();
     for (path, text) in files {
         let path = dir.join(path);
+        // The directories this file needs that are not there yet.
+        let mut missing = Vec::new();
+        let mut at = path.parent();
+        while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d.to_path_buf());
+            at = d.parent();
+        }
         let result = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| std::fs::write(&path, text));
+        made.extend(missing.into_iter().rev());
         if let Err(e) = result {
-            if existed {
-                for done in &written {
-                    let _ = std::fs::remove_file(done);
-                }
-            } else {
-                let _ = std::fs::remove_dir_all(dir);
+            for done in &written {
+                let _ = std::fs::remove_file(done);
+            }
+            for d in made.iter().rev() {
+                let _ = std::fs::remove_dir(d);
             }
             return Err(super::fail(
                 2,

@@ -48,9 +48,22 @@ pub(super) async fn report(dir: &Path) -> Result<(), u8> {
         ));
     };
     let mut metrics = metrics.map_err(bad)?;
-    let has_reports = metrics["reports"].as_array().is_some_and(|r| !r.is_empty());
+    let has_reports = metrics["reports"].as_array().is_some_and(|r| !r.is_empty())
+        || metrics["report_errors"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
     if has_reports {
         let rendered = rerender_reports(dir, &metrics).await?;
+        // A report whose template failed in the run and renders now joins
+        // the list (its old error stays, with the note saying when it was
+        // fixed).
+        if let Some(list) = metrics["reports"].as_array_mut() {
+            for name in &rendered.files {
+                if !list.iter().any(|n| n == name.as_str()) {
+                    list.push(json!(name));
+                }
+            }
+        }
         for name in &rendered.files {
             println!("{}", dir.join(name).display());
         }
@@ -148,10 +161,11 @@ async fn rerender_reports(dir: &Path, metrics: &Value) -> Result<Rendered, u8> {
         } else {
             format!("report-{}.md", agent.id)
         };
-        if !listed.contains(&name.as_str()) {
+        let records: Vec<&StageMetrics> = stages.iter().filter(|s| s.agent == agent.id).collect();
+        // An agent none of whose stages ran wrote no report in the run either.
+        if records.is_empty() && !listed.contains(&name.as_str()) {
             continue;
         }
-        let records: Vec<&StageMetrics> = stages.iter().filter(|s| s.agent == agent.id).collect();
         let mut outputs = Map::new();
         for s in &records {
             let path = dir
@@ -202,7 +216,18 @@ async fn rerender_reports(dir: &Path, metrics: &Value) -> Result<Rendered, u8> {
     if listed.first() == Some(&"report.md") && reporting > 1 {
         let analysis = std::fs::read_to_string(dir.join("concurrency.md")).unwrap_or_default();
         let mut reports = Vec::new();
-        for name in files.iter().filter(|f| f.starts_with("report-")) {
+        // In the order the run wrote them (agents as they finished).
+        let mut order: Vec<&str> = listed
+            .iter()
+            .copied()
+            .filter(|f| f.starts_with("report-"))
+            .collect();
+        for f in &files {
+            if f.starts_with("report-") && !order.contains(&f.as_str()) {
+                order.push(f);
+            }
+        }
+        for name in order {
             let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
             let agent = name
                 .strip_prefix("report-")

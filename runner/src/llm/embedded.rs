@@ -19,7 +19,8 @@
 //! recent text is kept — and the record says `prompt_truncated`.
 //!
 //! The record: `host` is `in-process`, `endpoint` the model file;
-//! `load_duration_ms` is non-zero only on the call that loaded the model;
+//! `load_duration_ms` is non-zero only on the calls that waited for the
+//! model to load (`cold`);
 //! `total_duration_ms` runs from the call to the last token, including any
 //! wait for a free sequence; `eval_duration_ms` is the call's own wall time
 //! while generating (shared with the calls decoded with it), and `batch`

@@ -169,6 +169,8 @@ struct Worker {
     active: Vec<Sequence>,
     /// Sequence ids not in use.
     free: Vec<i32>,
+    /// Decode steps so far, to take turns when a batch cannot hold everyone.
+    steps: u64,
 }
 
 impl Worker {
@@ -181,6 +183,7 @@ impl Worker {
             pending: VecDeque::new(),
             active: Vec::new(),
             free: Vec::new(),
+            steps: 0,
         }
     }
 
@@ -205,6 +208,9 @@ impl Worker {
     /// Starts waiting calls while there are free sequences, oldest first; a
     /// call needing other context settings waits until the context is idle.
     fn admit(&mut self) {
+        // A call nobody waits for any more is not worth a sequence (or a
+        // new context).
+        self.pending.retain(|job| !job.tx.is_closed());
         let Some(model) = self.load() else { return };
         while let Some(job) = self.pending.front() {
             let key = CtxKey::of(&job.opts);
@@ -216,10 +222,11 @@ impl Worker {
                 let Some(job) = self.pending.pop_front() else {
                     return;
                 };
+                // Free the old KV cache before the next is allocated.
+                self.ctx = None;
+                self.batch = None;
                 match new_context(model, key, &job) {
                     Ok(ctx) => {
-                        // Free the old KV cache before the next is allocated.
-                        self.ctx = None;
                         self.ctx = Some((key, ctx));
                         self.batch = Some(LlamaBatch::new(key.n_batch as usize, 1));
                         self.free = (0..key.slots as i32).rev().collect();
@@ -255,23 +262,31 @@ impl Worker {
             return Some(model);
         }
         let first = self.pending.front()?;
+        let (name, path, fix_hint) = (
+            first.name.clone(),
+            first.path.clone(),
+            first.fix_hint.clone(),
+        );
         let backend = match llama() {
             Ok(b) => b,
             Err(e) => {
                 let message = format!(
-                    "cannot start llama.cpp for model `{}`: {e}; the embedded backend is unusable in this process",
-                    first.name
+                    "cannot start llama.cpp for model `{name}`: {e}; the embedded backend is unusable in this process"
                 );
                 self.reject_pending(&message);
                 return None;
             }
         };
         let started = Instant::now();
-        match LlamaModel::load_from_file(backend, &first.path, &LlamaModelParams::default()) {
+        match LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()) {
             Ok(m) => {
                 let model: &'static LlamaModel = Box::leak(Box::new(m));
                 let load_ms = ms(started);
-                tracing::debug!(load_ms, path = %first.path.display(), "model loaded");
+                // Calls that arrived during the load waited for it too.
+                while let Ok(job) = self.jobs.try_recv() {
+                    self.pending.push_back(job);
+                }
+                tracing::debug!(load_ms, path = %path.display(), "model loaded");
                 // Every call that waited for the load began cold.
                 for job in &mut self.pending {
                     job.load_ms = Some(load_ms);
@@ -281,10 +296,8 @@ impl Worker {
             }
             Err(e) => {
                 let message = format!(
-                    "cannot load model `{}` from `{}`: llama.cpp could not read it ({e}); the file may be damaged, not a GGUF, or a model architecture this llama.cpp does not know; {}",
-                    first.name,
-                    first.path.display(),
-                    first.fix_hint
+                    "cannot load model `{name}` from `{}`: llama.cpp could not read it ({e}); the file may be damaged, not a GGUF, or a model architecture this llama.cpp does not know; {fix_hint}",
+                    path.display()
                 );
                 self.reject_pending(&message);
                 None
@@ -324,8 +337,11 @@ impl Worker {
         if self.active.is_empty() {
             return;
         }
-        // Generating calls first, so a long prompt never stalls their tokens.
-        self.active.sort_by_key(|s| !s.generating());
+        // Generating calls first, so a long prompt never stalls their
+        // tokens; among equals, the one fed longest ago first, so a batch
+        // smaller than the calls in flight takes turns.
+        self.steps += 1;
+        self.active.sort_by_key(|s| (!s.generating(), s.last_fed));
         batch.clear();
         let capacity = key.n_batch as usize;
         // Per call: tokens it put in the batch, and its logits' index.
@@ -336,6 +352,9 @@ impl Worker {
             let room = capacity.saturating_sub(before as usize);
             match seq.feed(batch, room) {
                 Ok((n, logits)) => {
+                    if n > 0 {
+                        seq.last_fed = self.steps;
+                    }
                     fed.push((n, logits.then(|| batch.n_tokens() - 1)));
                 }
                 Err(e) => {

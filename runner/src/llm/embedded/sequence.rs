@@ -36,6 +36,8 @@ pub(super) struct Sequence {
     pub(super) stats: Stats,
     admitted: Instant,
     eval_started: Option<Instant>,
+    /// The worker's step that last put a token of this call in the batch.
+    pub(super) last_fed: u64,
 }
 
 /// What a step did to a sequence.
@@ -125,6 +127,7 @@ impl Sequence {
             stats,
             admitted: Instant::now(),
             eval_started: None,
+            last_fed: 0,
         })
     }
 

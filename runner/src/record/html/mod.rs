@@ -263,5 +263,9 @@ mod tests {
         assert!(page.contains("(estimated)"));
         assert!(page.contains("prompt truncated"));
         assert!(page.contains("default-src 'none'"));
+        assert!(
+            page.contains("font:14px/1.45"),
+            "the stylesheet is not escaped"
+        );
     }
 }
