@@ -343,6 +343,10 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         for report in &outcome.metrics.reports {
             println!("report: {}", outcome.dir.join(report).display());
         }
+        let page = outcome.dir.join("report.html");
+        if page.is_file() {
+            println!("page: {} (open it in a browser)", page.display());
+        }
         println!("run record: {}", outcome.dir.display());
     }
     for stage in outcome.metrics.stages.iter().filter(|s| s.error.is_some()) {
