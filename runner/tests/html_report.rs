@@ -84,6 +84,23 @@ fn open(browser: &Path, page: &Path, screenshot: &Path, profile: &Path) -> Strin
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `flow` (a workflow on the fake server, no input files) into
+/// `<dir>/<out>`; the record's directory.
+fn run_workflow(dir: &Path, flow: &Path, out: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("input")).unwrap();
+    let record = dir.join(out);
+    let (code, stdout, stderr) = run(chimera(&dir.join("cache"))
+        .arg("run")
+        .arg(flow)
+        .arg("--input")
+        .arg(dir.join("input"))
+        .arg("--out")
+        .arg(&record)
+        .arg("-q"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    record
+}
+
 /// The cells of the DOM with `data-metric="key"`, in order: (data-value, text).
 fn cells(dom: &str, key: &str) -> Vec<(Option<String>, String)> {
     let needle = format!("data-metric=\"{key}\"");
@@ -219,17 +236,7 @@ agents:
             test_plugin("hostile.wasm").display()
         ),
     );
-    std::fs::create_dir_all(tmp.path().join("input")).unwrap();
-    let out = tmp.path().join("sweep");
-    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(&flow)
-        .arg("--input")
-        .arg(tmp.path().join("input"))
-        .arg("--out")
-        .arg(&out)
-        .arg("-q"));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let out = run_workflow(tmp.path(), &flow, "sweep");
     let artefacts = root().join("target/test-artefacts");
     std::fs::create_dir_all(&artefacts).unwrap();
     let dom = open(
@@ -303,17 +310,7 @@ agents:
             test_plugin("hostile.wasm").display()
         ),
     );
-    std::fs::create_dir_all(tmp.path().join("input")).unwrap();
-    let out = tmp.path().join("cmp");
-    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(&flow)
-        .arg("--input")
-        .arg(tmp.path().join("input"))
-        .arg("--out")
-        .arg(&out)
-        .arg("-q"));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let out = run_workflow(tmp.path(), &flow, "cmp");
     let artefacts = root().join("target/test-artefacts");
     std::fs::create_dir_all(&artefacts).unwrap();
     let dom = open(
@@ -352,16 +349,7 @@ agents:
         "repeats.yaml",
         &format!("{}{}", &text[..cut], &text[agents..]),
     );
-    let out = tmp.path().join("rep");
-    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(&repeats)
-        .arg("--input")
-        .arg(tmp.path().join("input"))
-        .arg("--out")
-        .arg(&out)
-        .arg("-q"));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let out = run_workflow(tmp.path(), &repeats, "rep");
     let dom = open(
         &browser,
         &out.join("summary.html"),
