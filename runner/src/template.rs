@@ -21,6 +21,44 @@ const FUEL: u64 = 5_000_000;
 /// itself ends with an error instead of exhausting the stack.
 const RECURSION_LIMIT: usize = 200;
 
+/// The search-path entry that stands for the templates built into chimera:
+/// always last, so a workflow written anywhere can use the stock ones and
+/// any directory before it can shadow them.
+pub const BUILTIN: &str = "(built-in)";
+
+/// The stock templates, built into the binary: (name, text).
+pub const STOCK: &[(&str, &str)] = &[
+    (
+        "prompts/analyze.md.j2",
+        include_str!("../../templates/prompts/analyze.md.j2"),
+    ),
+    (
+        "prompts/report.md.j2",
+        include_str!("../../templates/prompts/report.md.j2"),
+    ),
+    (
+        "reports/agent-report.md.j2",
+        include_str!("../../templates/reports/agent-report.md.j2"),
+    ),
+    (
+        "macros/benchmark.j2",
+        include_str!("../../templates/macros/benchmark.j2"),
+    ),
+    (
+        "personas/data-collector-9000.md.j2",
+        include_str!("../../templates/personas/data-collector-9000.md.j2"),
+    ),
+    (
+        "personas/insight-analyst.md.j2",
+        include_str!("../../templates/personas/insight-analyst.md.j2"),
+    ),
+];
+
+/// Whether a search-path entry is [`BUILTIN`].
+pub fn is_builtin(dir: &Path) -> bool {
+    dir == Path::new(BUILTIN)
+}
+
 /// Why a template could not be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -92,6 +130,7 @@ impl Templates {
         if let Some(config) = dirs::config_dir() {
             path.push(config.join("chimera").join("templates"));
         }
+        path.push(PathBuf::from(BUILTIN));
         crate::search_path::dedup(&mut path);
         path
     }
@@ -124,6 +163,31 @@ impl Templates {
     /// checked), with where it came from and its hash.
     pub fn loaded(&self) -> Vec<Resolved> {
         self.loaded.lock().expect("template log poisoned").clone()
+    }
+
+    /// The help for a template that is not found: every place searched, in
+    /// order, with `CHIMERA_TEMPLATE_PATH`'s entries marked (or a word that
+    /// it is unset), and how to copy a stock template out.
+    pub fn not_found_help(&self) -> String {
+        let from_env: Vec<PathBuf> = std::env::var_os("CHIMERA_TEMPLATE_PATH")
+            .map(|v| std::env::split_paths(&v).collect())
+            .unwrap_or_default();
+        let mut help = String::from("looked in, in order:");
+        for dir in &self.search_path {
+            let note = if is_builtin(dir) {
+                "  (the stock templates built into chimera)"
+            } else if from_env.contains(dir) {
+                "  (from CHIMERA_TEMPLATE_PATH)"
+            } else {
+                ""
+            };
+            help.push_str(&format!("\n          {}{note}", dir.display()));
+        }
+        if from_env.is_empty() {
+            help.push_str("\n          (CHIMERA_TEMPLATE_PATH is unset)");
+        }
+        help.push_str("\n        create it in one of those directories; `chimera templates` lists what each name resolves to, `chimera templates --eject <name>` copies a stock one out");
+        help
     }
 
     /// Where `name` resolves, without loading it into the environment.
@@ -310,6 +374,16 @@ pub enum CompileError {
 fn load(search_path: &[PathBuf], name: &str) -> Option<(Resolved, String)> {
     check_name(name).ok()?;
     search_path.iter().find_map(|dir| {
+        if is_builtin(dir) {
+            let (_, text) = STOCK.iter().find(|(n, _)| *n == name)?;
+            let resolved = Resolved {
+                name: name.to_owned(),
+                file: dir.join(name),
+                root: dir.clone(),
+                sha256: crate::digest::sha256(text.as_bytes()),
+            };
+            return Some((resolved, (*text).to_owned()));
+        }
         let root = dir.canonicalize().ok()?;
         let file = dir.join(name).canonicalize().ok()?;
         if !file.starts_with(&root) || !file.is_file() {

@@ -205,7 +205,11 @@ fn a_template_from_chimera_template_path_shows_where_it_came_from() {
         .find(|t| t["name"] == persona)
         .unwrap();
     assert_eq!(entry["from"], project.team().display().to_string());
-    assert_eq!(entry["shadows"], serde_json::json!([]));
+    // The team's copy shadows only the stock one built into chimera.
+    assert_eq!(
+        entry["shadows"],
+        serde_json::json!([format!("(built-in)/{persona}")])
+    );
 
     let server = server();
     let (code, stderr) = project.run(&server);

@@ -152,18 +152,12 @@ pub fn references(
     let mut problems = Vec::new();
     let mut template = |name: &Located<String>, what: &str| {
         if !templates.exists(&name.value) {
-            let search = templates
-                .search_path()
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
             problems.push(
                 Diagnostic::new(
                     format!("{what} template `{}` not found", name.value),
                     name.pos,
                 )
-                .help(format!("create it in one of: {search}")),
+                .help(templates.not_found_help()),
             );
         }
     };

@@ -79,15 +79,7 @@ pub fn check(templates: &Templates, usage: &Use<'_>) -> Vec<Diagnostic> {
                         ),
                         at,
                     )
-                    .help(format!(
-                        "create `{next}` in one of: {}",
-                        templates
-                            .search_path()
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
+                    .help(templates.not_found_help()),
                     CompileError::Syntax(_) => syntax(&e, &next, &role, at),
                 });
             }

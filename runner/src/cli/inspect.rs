@@ -156,7 +156,11 @@ pub(super) fn templates(workflow: Option<&std::path::Path>, json: bool) -> Resul
     let templates = Templates::new(Templates::search_path_for(&dir));
     let mut names = std::collections::BTreeSet::new();
     for root in templates.search_path() {
-        collect(root, root, &mut names);
+        if crate::template::is_builtin(root) {
+            names.extend(crate::template::STOCK.iter().map(|(n, _)| (*n).to_owned()));
+        } else {
+            collect(root, root, &mut names);
+        }
     }
     let rows: Vec<serde_json::Value> = names
         .iter()
@@ -179,7 +183,13 @@ pub(super) fn templates(workflow: Option<&std::path::Path>, json: bool) -> Resul
     }
     println!("search path (first match wins):");
     for (i, root) in templates.search_path().iter().enumerate() {
-        let state = if root.is_dir() { "" } else { "  (absent)" };
+        let state = if crate::template::is_builtin(root) {
+            "  (the stock templates built into chimera)"
+        } else if root.is_dir() {
+            ""
+        } else {
+            "  (absent)"
+        };
         println!("  {}. {}{state}", i + 1, root.display());
     }
     if rows.is_empty() {
@@ -207,6 +217,43 @@ pub(super) fn templates(workflow: Option<&std::path::Path>, json: bool) -> Resul
             );
         }
     }
+    Ok(())
+}
+
+/// `chimera templates --eject <name> [dir]`: a stock template copied to
+/// `<dir>/<name>` (default `templates/`) for editing; an existing file is
+/// never overwritten.
+pub(super) fn eject(name: &str, dir: Option<&std::path::Path>) -> Result<(), u8> {
+    let Some((_, text)) = crate::template::STOCK.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = crate::template::STOCK.iter().map(|(n, _)| *n).collect();
+        return Err(fail(
+            2,
+            &format!(
+                "error: no stock template named `{name}`\n  = help: the stock templates are {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    };
+    let target = dir.unwrap_or(std::path::Path::new("templates")).join(name);
+    if target.exists() {
+        return Err(fail(
+            2,
+            &format!(
+                "error: {} exists; nothing was written\n  = help: move it aside to eject the stock one again",
+                target.display()
+            ),
+        ));
+    }
+    target
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&target, text))
+        .map_err(|e| fail(1, &format!("error: cannot write {}: {e}", target.display())))?;
+    println!("{}", target.display());
     Ok(())
 }
 

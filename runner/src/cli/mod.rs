@@ -142,11 +142,19 @@ enum Command {
     /// shadows.
     ///
     /// The search path: `templates/` beside the workflow, `templates/` in
-    /// its parent directory, the directories on CHIMERA_TEMPLATE_PATH, then
-    /// the user's `~/.config/chimera/templates`.
+    /// its parent directory, the directories on CHIMERA_TEMPLATE_PATH, the
+    /// user's `~/.config/chimera/templates`, then the stock templates built
+    /// into chimera (so a workflow anywhere can use them).
+    ///
+    /// `--eject <name> [dir]` copies a stock template to `<dir>/<name>`
+    /// (default `templates/`) for editing.
     Templates {
-        /// The workflow whose search path to list (default: the current directory's).
+        /// The workflow whose search path to list (default: the current
+        /// directory's); with `--eject`, the directory to copy into.
         workflow: Option<PathBuf>,
+        /// Copy this stock template out for editing, e.g. `reports/agent-report.md.j2`.
+        #[arg(long, value_name = "NAME")]
+        eject: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -390,7 +398,16 @@ pub fn run(cli: Cli) -> Result<(), u8> {
             Command::Plugin {
                 command: PluginCommand::Check { file, json },
             } => inspect::check_plugin(&file, json).await,
-            Command::Templates { workflow, json } => inspect::templates(workflow.as_deref(), json),
+            Command::Templates {
+                workflow,
+                eject: Some(name),
+                ..
+            } => inspect::eject(&name, workflow.as_deref()),
+            Command::Templates {
+                workflow,
+                json,
+                eject: None,
+            } => inspect::templates(workflow.as_deref(), json),
             Command::Run(command) => run::run_workflow(command).await,
             Command::Models {
                 ollama_host,

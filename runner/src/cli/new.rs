@@ -47,26 +47,6 @@ const SDK_MANIFEST: &str = include_str!("../../scaffold/sdk/Cargo.toml");
 /// Chimera's own plugins are built and tested with.
 const LOCK: &str = include_str!("../../../plugins/Cargo.lock");
 
-/// The stock templates a new project gets copies of, to edit.
-const STOCK_TEMPLATES: &[(&str, &str)] = &[
-    (
-        "prompts/analyze.md.j2",
-        include_str!("../../../templates/prompts/analyze.md.j2"),
-    ),
-    (
-        "prompts/report.md.j2",
-        include_str!("../../../templates/prompts/report.md.j2"),
-    ),
-    (
-        "reports/agent-report.md.j2",
-        include_str!("../../../templates/reports/agent-report.md.j2"),
-    ),
-    (
-        "macros/benchmark.j2",
-        include_str!("../../../templates/macros/benchmark.j2"),
-    ),
-];
-
 /// The SDK's sources, by path inside its crate.
 const SDK_FILES: &[(&str, &str)] = &[
     (
@@ -119,9 +99,12 @@ fn new_project(dir: &Path) -> Result<(), u8> {
         ("templates/personas/analyst.md.j2".into(), PERSONA.into()),
         ("data/csv_data/gemma3_param_sweep.csv".into(), SAMPLE.into()),
     ];
+    // Copies of the stock prompts, report and macros, to edit (the persona
+    // is the project's own; the built-in ones stay available by name).
     files.extend(
-        STOCK_TEMPLATES
+        crate::template::STOCK
             .iter()
+            .filter(|(path, _)| !path.starts_with("personas/"))
             .map(|(path, text)| (format!("templates/{path}"), (*text).to_owned())),
     );
     files.extend(plugin_files("hello", Path::new("plugins"), true));
