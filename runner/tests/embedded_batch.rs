@@ -36,13 +36,21 @@ async fn call(
     model: &ModelSpec,
     word: &str,
 ) -> (CallRecord, Vec<String>) {
+    send(backend, model, &ask(word)).await
+}
+
+async fn send(
+    backend: &EmbeddedBackend,
+    model: &ModelSpec,
+    messages: &[Message],
+) -> (CallRecord, Vec<String>) {
     let pieces = Mutex::new(Vec::new());
     let record = backend
-        .chat(model, &ask(word), &|p| {
+        .chat(model, messages, &|p| {
             pieces.lock().unwrap().push(p.to_owned())
         })
         .await
-        .unwrap_or_else(|e| panic!("the call for `{word}` failed: {e}"));
+        .unwrap_or_else(|e| panic!("the call {messages:?} failed: {e}"));
     (record, pieces.into_inner().unwrap())
 }
 
@@ -144,14 +152,24 @@ fn a_cancelled_call_leaves_the_batch_at_once() {
     long.options.insert("num_predict".to_owned(), json!(400));
     // Loads the model, so the timeout below cuts a call mid-generation.
     runtime.block_on(call(&backend, &spec(), "maple"));
+    // A story, not one word: the model must still be generating when the
+    // timeout cuts the call (a one-word answer ends at its end-of-turn token
+    // well inside 200 ms).
+    let story = [Message::new(
+        "user",
+        "Write a long story about a harbor town, with many characters.",
+    )];
     let cut = runtime.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_millis(200),
-            call(&backend, &long, "harbor"),
+            send(&backend, &long, &story),
         )
         .await
     });
-    assert!(cut.is_err(), "400 tokens take longer than 200 ms here");
+    assert!(
+        cut.is_err(),
+        "a 400-token story takes longer than 200 ms here"
+    );
     let (record, _) = runtime.block_on(call(&backend, &spec(), "violin"));
     assert_eq!(
         record.batch.unwrap().peak_sequences,
