@@ -4,11 +4,13 @@
 //! and LLM call is timed.
 //!
 //! Data flows one way: [`cli`] → [`workflow`] (checked model) → [`engine`] →
-//! [`plugin`] (wasm host) → [`template`] → [`record`].
+//! [`plugin`] (wasm host) → [`template`] → [`record`]; [`history`] finds and
+//! reads records after the fact.
 
 pub mod check;
 pub mod cli;
 pub mod engine;
+pub mod history;
 pub mod llm;
 pub mod plugin;
 pub mod progress;

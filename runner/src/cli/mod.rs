@@ -10,6 +10,7 @@ mod prepare;
 mod repeat;
 mod report;
 mod run;
+mod runs;
 mod shard;
 mod sweep;
 
@@ -25,7 +26,7 @@ use std::time::Duration;
 #[command(
     name = "chimera",
     version,
-    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/chimera-agent-a.yaml --input sample-data --backend embedded --model smollm2-135m --set model.options.num_ctx=2048\n  chimera render workflows/chimera-agent-a.yaml --stage analyze --input sample-data\n  chimera run --resume runs/20261125T190013Z-chimera-agent-a\n  chimera run workflows/chimera-agent-a-sweep.yaml -i sample-data --out runs/sweep --shard auto\n  chimera new perf-lab   (a project folder to start from)\n  chimera plugins; chimera models\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow, 130 interrupted (Ctrl-C).\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
+    after_help = "Examples:\n  chimera validate workflows/chimera-agent-a.yaml\n  chimera run workflows/chimera-agent-a.yaml --input sample-data --backend embedded --model smollm2-135m --set model.options.num_ctx=2048\n  chimera render workflows/chimera-agent-a.yaml --stage analyze --input sample-data\n  chimera run --resume runs/20261125T190013Z-chimera-agent-a\n  chimera run workflows/chimera-agent-a-sweep.yaml -i sample-data --out runs/sweep --shard auto\n  chimera new perf-lab   (a project folder to start from)\n  chimera runs list --workflow chimera-agent-a; chimera runs diff latest~1 latest\n  chimera plugins; chimera models\n\nExit codes: 0 success, 1 the run failed, 2 bad usage or a bad workflow, 130 interrupted (Ctrl-C).\nLogs: -v, -vv or RUST_LOG=chimera=debug (to stderr)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -132,6 +133,15 @@ enum Command {
         /// The run record's directory.
         run_dir: PathBuf,
     },
+    /// Find and look at run records: `list` (newest first; by workflow,
+    /// status, kind, tag, date), `show` one, `diff` two, `tag` them.
+    ///
+    /// Backed by an index in the runs directory (`.chimera-index.sqlite`),
+    /// a cache of the record directories and nothing more: tags live in
+    /// each record's `tags.json`, and an index that is missing, damaged
+    /// or out of date is rebuilt or brought up to date from the records.
+    /// Several chimera processes may run and tag at once.
+    Runs(runs::RunsCommand),
     /// Look at one plugin component.
     Plugin {
         #[command(subcommand)]
@@ -394,7 +404,11 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 out,
                 allow_missing,
                 json,
-            } => merge::merge(&dirs, &out, allow_missing, json),
+            } => {
+                let result = merge::merge(&dirs, &out, allow_missing, json);
+                crate::history::note_finished(&out);
+                result
+            }
             Command::Plugin {
                 command: PluginCommand::Check { file, json },
             } => inspect::check_plugin(&file, json).await,
@@ -409,6 +423,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
                 eject: None,
             } => inspect::templates(workflow.as_deref(), json),
             Command::Run(command) => run::run_workflow(command).await,
+            Command::Runs(command) => runs::runs(command),
             Command::Models {
                 ollama_host,
                 openai_host,

@@ -270,6 +270,7 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         };
         let result = super::sweep::run_sweep(&checked, shared, &root, &options).await;
         release_at_exit(host);
+        crate::history::note_finished(root.path());
         return result;
     }
     if planned {
@@ -309,6 +310,7 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         };
         let result = repeat::run_plan(sides, shared, &root, json, include_cold).await;
         release_at_exit(host);
+        crate::history::note_finished(root.path());
         return result;
     }
     let Checked {
@@ -332,6 +334,7 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         .await
         .map_err(|e| engine_failure(&e))?;
     release_at_exit(host);
+    crate::history::note_finished(&outcome.dir);
     if json {
         let summary = serde_json::json!({ "run_dir": outcome.dir, "metrics": outcome.metrics });
         println!(

@@ -223,8 +223,12 @@ impl RunDir {
 
 /// The per-stage timing table printed at the end of a run.
 pub fn timing_table(metrics: &RunMetrics) -> String {
-    let rows: Vec<[String; 7]> = metrics
-        .stages
+    stage_table(&metrics.stages, metrics.total_ms)
+}
+
+/// The per-stage timing table of `stages`, ending with the run's total.
+pub fn stage_table(stages: &[StageMetrics], total_ms: f64) -> String {
+    let rows: Vec<[String; 7]> = stages
         .iter()
         .map(|s| {
             let status = match s.status {
@@ -285,6 +289,6 @@ pub fn timing_table(metrics: &RunMetrics) -> String {
     for row in &rows {
         out.push_str(&line(row));
     }
-    out.push_str(&format!("total {:.2} ms\n", metrics.total_ms));
+    out.push_str(&format!("total {total_ms:.2} ms\n"));
     out
 }

@@ -216,6 +216,49 @@ pub fn differences(a: &Provenance, b: &Provenance, declared: Declared) -> Vec<St
     out
 }
 
+/// The model options that differ between two runs, one line per option
+/// and change, naming the stages it changed on (`every stage` when all):
+/// "`temperature`: `0.6` → `0.8` (analyze/analyze, report/write)".
+pub fn option_changes(a: &Provenance, b: &Provenance) -> Vec<String> {
+    // (option, before, after) → stages, in the order first met.
+    let mut changes: indexmap::IndexMap<(String, String, String), Vec<String>> =
+        indexmap::IndexMap::new();
+    let mut stages = 0;
+    for m in &a.models {
+        let Some(other) = b
+            .models
+            .iter()
+            .find(|n| n.agent == m.agent && n.stage == m.stage)
+        else {
+            continue;
+        };
+        stages += 1;
+        let keys: indexmap::IndexSet<&String> =
+            m.options.keys().chain(other.options.keys()).collect();
+        for key in keys {
+            let show = |v: Option<&Value>| v.map_or_else(|| "unset".to_owned(), Value::to_string);
+            let (x, y) = (m.options.get(key), other.options.get(key));
+            if x != y {
+                changes
+                    .entry((key.clone(), show(x), show(y)))
+                    .or_default()
+                    .push(format!("{}/{}", m.agent, m.stage));
+            }
+        }
+    }
+    changes
+        .into_iter()
+        .map(|((key, x, y), on)| {
+            let on = if on.len() == stages && stages > 1 {
+                "every stage".to_owned()
+            } else {
+                on.join(", ")
+            };
+            format!("option `{key}`: `{x}` → `{y}` ({on})")
+        })
+        .collect()
+}
+
 fn template_hashes(p: &Provenance) -> Vec<(&String, &String)> {
     p.templates.iter().map(|t| (&t.name, &t.sha256)).collect()
 }
@@ -292,5 +335,50 @@ mod tests {
             templates: true,
         };
         assert!(differences(&a, &b, declared).is_empty());
+    }
+
+    #[test]
+    fn option_changes_name_the_option_its_values_and_its_stages() {
+        let model = |stage: &str, options: &[(&str, Value)]| StageModel {
+            agent: "a".into(),
+            stage: stage.into(),
+            backend: "ollama".into(),
+            name: "gemma3".into(),
+            host: None,
+            options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            identity: None,
+        };
+        let a = Provenance {
+            models: vec![
+                model("s", &[("temperature", 0.6.into()), ("num_ctx", 512.into())]),
+                model("t", &[("temperature", 0.6.into()), ("num_ctx", 512.into())]),
+            ],
+            ..Provenance::default()
+        };
+        let b = Provenance {
+            models: vec![
+                model("s", &[("temperature", 0.8.into()), ("num_ctx", 512.into())]),
+                model(
+                    "t",
+                    &[
+                        ("temperature", 0.8.into()),
+                        ("top_k", 40.into()),
+                        ("num_ctx", 512.into()),
+                    ],
+                ),
+            ],
+            ..Provenance::default()
+        };
+        assert_eq!(
+            option_changes(&a, &b),
+            [
+                "option `temperature`: `0.6` → `0.8` (every stage)",
+                "option `top_k`: `unset` → `40` (a/t)"
+            ]
+        );
+        assert!(option_changes(&a, &a).is_empty());
     }
 }
