@@ -121,6 +121,15 @@ fn records_are_listed_shown_tagged_and_diffed() {
     );
     assert!(listed(tmp.path(), &cache, &["--workflow", "other"]).is_empty());
 
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = runs(elsewhere.path(), &cache, &["list"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no runs directory `runs`"), "{stderr}");
+    assert!(
+        !elsewhere.path().join("runs").exists(),
+        "looking creates nothing"
+    );
+
     let (code, _, stderr) = runs(tmp.path(), &cache, &["show", "nothing-like-it"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("no record `nothing-like-it`"), "{stderr}");

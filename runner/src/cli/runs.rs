@@ -94,6 +94,22 @@ enum RunsSub {
 
 pub(super) fn runs(cmd: RunsCommand) -> Result<(), u8> {
     let root = cmd.dir;
+    if !root.is_dir() {
+        let named_by_path = match &cmd.command {
+            RunsSub::Show { id, .. } => Path::new(id).is_dir(),
+            RunsSub::Diff { a, b, .. } => Path::new(a).is_dir() && Path::new(b).is_dir(),
+            _ => false,
+        };
+        if !named_by_path {
+            return Err(fail(
+                2,
+                &format!(
+                    "error: no runs directory `{}`\n  = help: `chimera run` writes its records to `runs/` in the directory it runs in; `--dir DIR` (or CHIMERA_RUNS_DIR) looks elsewhere",
+                    root.display()
+                ),
+            ));
+        }
+    }
     match cmd.command {
         RunsSub::List {
             workflow,
