@@ -15,6 +15,7 @@ pub mod llm;
 pub mod plugin;
 pub mod progress;
 pub mod record;
+pub mod sources;
 pub mod stats;
 pub mod template;
 pub mod workflow;

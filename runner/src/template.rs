@@ -114,6 +114,9 @@ pub struct SyntaxError {
 pub struct Templates {
     env: Arc<Environment<'static>>,
     search_path: Vec<PathBuf>,
+    /// The workflow's sources: name → the directory `<source>:<name>`
+    /// templates are read from (the source's `templates/`).
+    sources: Vec<(String, PathBuf)>,
     /// Every template the environment loaded, in load order (minijinja
     /// loads each name once): the run's template provenance.
     loaded: Arc<std::sync::Mutex<Vec<Resolved>>>,
@@ -137,16 +140,27 @@ impl Templates {
 
     /// An environment that loads from `search_path`.
     pub fn new(search_path: Vec<PathBuf>) -> Self {
+        Self::with_sources(search_path, Vec::new())
+    }
+
+    /// An environment that loads unprefixed names from `search_path` and
+    /// `<source>:<name>` from each source root's `templates/`.
+    pub fn with_sources(search_path: Vec<PathBuf>, source_roots: Vec<(String, PathBuf)>) -> Self {
+        let sources: Vec<(String, PathBuf)> = source_roots
+            .into_iter()
+            .map(|(name, root)| (name, root.join("templates")))
+            .collect();
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
         env.set_keep_trailing_newline(true);
         let loader_path = search_path.clone();
+        let loader_sources = sources.clone();
         let loaded = Arc::new(std::sync::Mutex::new(Vec::new()));
         let record = loaded.clone();
         env.set_loader(move |name| {
-            let Some((resolved, text)) = load(&loader_path, name) else {
+            let Some((resolved, text)) = load(&loader_path, &loader_sources, name) else {
                 return Ok(None);
             };
             record.lock().expect("template log poisoned").push(resolved);
@@ -155,8 +169,25 @@ impl Templates {
         Self {
             env: Arc::new(env),
             search_path,
+            sources,
             loaded,
         }
+    }
+
+    /// A new environment over the same search path and sources (nothing
+    /// loaded yet), for a variant of the workflow with a record of its own.
+    pub fn fresh(&self) -> Self {
+        let roots = self
+            .sources
+            .iter()
+            .map(|(n, d)| {
+                (
+                    n.clone(),
+                    d.parent().map_or_else(|| d.clone(), Path::to_path_buf),
+                )
+            })
+            .collect();
+        Self::with_sources(self.search_path.clone(), roots)
     }
 
     /// Every template loaded so far (rendered, included, imported or
@@ -168,6 +199,34 @@ impl Templates {
     /// The help for a template that is not found: every place searched, in
     /// order, with `CHIMERA_TEMPLATE_PATH`'s entries marked (or a word that
     /// it is unset), and how to copy a stock template out.
+    pub fn not_found_help_for(&self, name: &str) -> String {
+        if let Some((source, rest)) = crate::workflow::sources::split(name) {
+            return match self.sources.iter().find(|(n, _)| n == source) {
+                Some((_, dir)) => format!(
+                    "looked in source `{source}`: {}\n        the source has no such file at its pinned revision; `chimera templates` lists what each name resolves to",
+                    dir.join(rest).display()
+                ),
+                None => format!(
+                    "`{source}:` names a source, and the workflow's `sources:` has no `{source}`{}",
+                    if self.sources.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (it has {})",
+                            self.sources
+                                .iter()
+                                .map(|(n, _)| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                ),
+            };
+        }
+        self.not_found_help()
+    }
+
+    /// The help for a template that is not found on the search path.
     pub fn not_found_help(&self) -> String {
         let from_env: Vec<PathBuf> = std::env::var_os("CHIMERA_TEMPLATE_PATH")
             .map(|v| std::env::split_paths(&v).collect())
@@ -192,14 +251,14 @@ impl Templates {
 
     /// Where `name` resolves, without loading it into the environment.
     pub fn locate(&self, name: &str) -> Option<Resolved> {
-        load(&self.search_path, name).map(|(resolved, _)| resolved)
+        load(&self.search_path, &self.sources, name).map(|(resolved, _)| resolved)
     }
 
     /// Every file named `name` on the search path, the one that wins first:
     /// the rest are shadowed by it.
     pub fn candidates(&self, name: &str) -> Vec<Resolved> {
         (0..self.search_path.len())
-            .filter_map(|i| load(&self.search_path[i..=i], name).map(|(r, _)| r))
+            .filter_map(|i| load(&self.search_path[i..=i], &self.sources, name).map(|(r, _)| r))
             .collect()
     }
 
@@ -216,7 +275,7 @@ impl Templates {
             } else {
                 let at = e.name().unwrap_or(name).to_owned();
                 CompileError::Syntax(SyntaxError {
-                    source: load(&self.search_path, &at).map(|(_, text)| text),
+                    source: load(&self.search_path, &self.sources, &at).map(|(_, text)| text),
                     name: at,
                     line: e.line(),
                     detail: e
@@ -371,8 +430,20 @@ pub enum CompileError {
 
 /// Finds `name` in the first search directory that has it, refusing paths
 /// that lead outside that directory.
-fn load(search_path: &[PathBuf], name: &str) -> Option<(Resolved, String)> {
+fn load(
+    search_path: &[PathBuf],
+    sources: &[(String, PathBuf)],
+    name: &str,
+) -> Option<(Resolved, String)> {
     check_name(name).ok()?;
+    if let Some((source, rest)) = crate::workflow::sources::split(name) {
+        // `<source>:<name>`: that source alone, never the search path.
+        let (_, dir) = sources.iter().find(|(n, _)| n == source)?;
+        check_name(rest).ok()?;
+        let (mut resolved, text) = load(std::slice::from_ref(dir), &[], rest)?;
+        resolved.name = name.to_owned();
+        return Some((resolved, text));
+    }
     search_path.iter().find_map(|dir| {
         if is_builtin(dir) {
             let (_, text) = STOCK.iter().find(|(n, _)| *n == name)?;

@@ -157,7 +157,7 @@ pub fn references(
                     format!("{what} template `{}` not found", name.value),
                     name.pos,
                 )
-                .help(templates.not_found_help()),
+                .help(templates.not_found_help_for(&name.value)),
             );
         }
     };

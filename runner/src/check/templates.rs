@@ -79,7 +79,7 @@ pub fn check(templates: &Templates, usage: &Use<'_>) -> Vec<Diagnostic> {
                         ),
                         at,
                     )
-                    .help(templates.not_found_help()),
+                    .help(templates.not_found_help_for(&next)),
                     CompileError::Syntax(_) => syntax(&e, &next, &role, at),
                 });
             }

@@ -4,6 +4,7 @@
 
 mod compare;
 mod inspect;
+mod lock;
 mod merge;
 mod new;
 mod prepare;
@@ -142,6 +143,15 @@ enum Command {
     /// or out of date is rebuilt or brought up to date from the records.
     /// Several chimera processes may run and tag at once.
     Runs(runs::RunsCommand),
+    /// Pin what a workflow uses in `chimera.lock` beside it: the commit
+    /// each of its `sources:` resolves to, and the SHA-256 of every
+    /// template and plugin it uses. Run it again to update the pins (it
+    /// prints what changed); `chimera run --locked` refuses a run that no
+    /// longer matches.
+    Lock {
+        /// The workflow YAML file.
+        workflow: PathBuf,
+    },
     /// Look at one plugin component.
     Plugin {
         #[command(subcommand)]
@@ -424,6 +434,7 @@ pub fn run(cli: Cli) -> Result<(), u8> {
             } => inspect::templates(workflow.as_deref(), json),
             Command::Run(command) => run::run_workflow(command).await,
             Command::Runs(command) => runs::runs(command),
+            Command::Lock { workflow } => lock::write(&workflow).await,
             Command::Models {
                 ollama_host,
                 openai_host,

@@ -20,6 +20,8 @@ pub(super) struct Checked {
     /// With a `compare:` block: the baseline and the candidate, each the
     /// workflow with its side's overrides, checked whole (labelled).
     pub sides: Vec<(String, Checked)>,
+    /// Each of the workflow's `sources:` as it resolved, by name.
+    pub sources: Vec<(String, crate::sources::SourceRecord)>,
 }
 
 impl Checked {
@@ -83,7 +85,28 @@ impl Checked {
             templates: Vec::new(),
             plugins,
             models,
+            sources: self.sources.iter().cloned().collect(),
+            lock: None,
         })
+    }
+
+    /// What `chimera.lock` pins for this workflow: its sources' commits and
+    /// every template and plugin it (and a comparison's sides) loaded.
+    pub fn lock_entry(&self) -> Result<crate::sources::lock::WorkflowLock, u8> {
+        let mut entry = crate::sources::lock::WorkflowLock {
+            file: crate::sources::lock::key_for(&self.workflow.path),
+            sources: self.sources.iter().cloned().collect(),
+            ..Default::default()
+        };
+        for checked in std::iter::once(self).chain(self.sides.iter().map(|(_, c)| c)) {
+            for t in checked.templates.loaded() {
+                entry.templates.insert(t.name, t.sha256);
+            }
+            for p in checked.provenance()?.plugins {
+                entry.plugins.insert(p.reference, p.sha256);
+            }
+        }
+        Ok(entry)
     }
 }
 
@@ -99,6 +122,8 @@ pub(super) async fn prepare(
         WorkflowError::Io { .. } => fail(2, &format!("error: {e}")),
         WorkflowError::Invalid(errors) => fail(2, &errors.to_string()),
     })?;
+    let sources = crate::sources::resolve(&mut workflow, &crate::sources::cache_dir())
+        .map_err(|problems| fail(2, &workflow.errors(problems).to_string()))?;
     if let Some(args) = args {
         let overrides = Overrides {
             backend: args.backend.clone(),
@@ -113,12 +138,17 @@ pub(super) async fn prepare(
         Some(paths) => (
             Resolver {
                 search_path: paths.plugins.clone(),
-            },
-            Templates::new(paths.templates.clone()),
+                sources: Vec::new(),
+            }
+            .with_sources(&workflow.source_roots),
+            Templates::with_sources(paths.templates.clone(), workflow.source_roots.clone()),
         ),
         None => (
-            Resolver::for_workflow(Some(&workflow.dir)),
-            Templates::new(Templates::search_path_for(&workflow.dir)),
+            Resolver::for_workflow(Some(&workflow.dir)).with_sources(&workflow.source_roots),
+            Templates::with_sources(
+                Templates::search_path_for(&workflow.dir),
+                workflow.source_roots.clone(),
+            ),
         ),
     };
     let templates = Arc::new(templates);
@@ -131,6 +161,7 @@ pub(super) async fn prepare(
         resolver,
         plugins,
         sides: Vec::new(),
+        sources,
     };
     if let Some(compare) = checked.workflow.plan.compare.clone() {
         for side in [&compare.baseline, &compare.candidate] {
@@ -176,7 +207,7 @@ impl Checked {
                 }
             }
         }
-        let templates = Arc::new(Templates::new(self.templates.search_path().to_vec()));
+        let templates = Arc::new(self.templates.fresh());
         let plugins = crate::check::workflow(&workflow, &self.resolver, &templates, host)
             .await
             .map_err(|problems| fail(2, &workflow.errors(problems).to_string()))?;
@@ -186,6 +217,7 @@ impl Checked {
             resolver: self.resolver.clone(),
             plugins,
             sides: Vec::new(),
+            sources: self.sources.clone(),
         })
     }
 }

@@ -99,6 +99,11 @@ pub(super) struct RunCommand {
     /// run concurrently); over the workflow's `max_parallel:`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
+    /// Refuse to run unless `chimera.lock` beside the workflow pins exactly
+    /// the sources (commits) and templates and plugins (SHA-256) the run
+    /// would use; the lock lands in the record's provenance. For CI.
+    #[arg(long)]
+    pub locked: bool,
     /// Print the run summary as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -120,6 +125,7 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
         shard,
         shard_host,
         max_parallel,
+        locked,
     } = command;
     let PlanArgs {
         runs,
@@ -176,6 +182,9 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
     let search = earlier_run.as_ref().and_then(|(_, i)| i.search.as_ref());
     let checked = prepare(&path, &host, Some(&args), search).await?;
     let mut provenance = checked.provenance()?;
+    if locked {
+        provenance.lock = Some(super::lock::check(&checked)?);
+    }
     let backends = backends(&args);
     identify_models(&mut provenance, &backends, &checked.workflow).await;
     if let Some((dir, before)) = &earlier_run {
@@ -287,6 +296,7 @@ pub(super) async fn run_workflow(command: RunCommand) -> Result<(), u8> {
             for (label, mut side) in side_checks {
                 side.workflow.plan = plan.clone();
                 let mut side_provenance = side.provenance()?;
+                side_provenance.lock.clone_from(&provenance.lock);
                 identify_models(&mut side_provenance, &backends, &side.workflow).await;
                 sides.push(repeat::Side {
                     label: Some(label),

@@ -171,7 +171,7 @@ pub async fn run(
     }
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
-    let resolver = Resolver::for_workflow(Some(&workflow.dir));
+    let resolver = Resolver::for_workflow(Some(&workflow.dir)).with_sources(&workflow.source_roots);
     // Starting it earlier, while `chimera run` checks the workflow, measured
     // 0.8–1.1 ms slower: the load then competes with the checks for the
     // two cores.

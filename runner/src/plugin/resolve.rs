@@ -74,6 +74,16 @@ impl PluginSource {
 pub enum ResolveError {
     #[error("plugin file {0} does not exist")]
     MissingFile(PathBuf),
+    #[error("source `{source_name}` has no plugin `{name}` ({} does not exist)", path.display())]
+    NotInSource {
+        source_name: String,
+        name: String,
+        path: PathBuf,
+    },
+    #[error(
+        "`{source_name}:` names a source, and the workflow's `sources:` has no `{source_name}`"
+    )]
+    UnknownSource { source_name: String },
     #[error("no plugin named `{name}`{}", suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
     Unknown {
         name: String,
@@ -89,6 +99,12 @@ impl ResolveError {
         match self {
             Self::MissingFile(_) => {
                 "build the plugin, or fix the path (it is relative to the workflow file)".into()
+            }
+            Self::NotInSource { source_name, .. } => format!(
+                "a source's plugins are `plugins/<name>.wasm` under its root; check the name, or the revision `{source_name}` is pinned to"
+            ),
+            Self::UnknownSource { .. } => {
+                "declare it under `sources:` (`dir:` or `git:` with `rev:`), or drop the `<source>:` prefix to use the search path".into()
             }
             Self::Unknown { name, searched, .. } => {
                 let mut help = format!("`{name}.wasm` was looked for in, in order:");
@@ -108,6 +124,9 @@ impl ResolveError {
 pub struct Resolver {
     /// Directories searched for `<name>.wasm`, in order.
     pub search_path: Vec<PathBuf>,
+    /// The workflow's sources: name → the directory `<source>:<name>`
+    /// plugins are read from (the source's `plugins/`).
+    pub sources: Vec<(String, PathBuf)>,
 }
 
 impl Resolver {
@@ -118,7 +137,20 @@ impl Resolver {
         let mut search_path =
             crate::search_path::around_workflow(workflow_dir, "plugins", "CHIMERA_PLUGIN_PATH");
         crate::search_path::dedup(&mut search_path);
-        Self { search_path }
+        Self {
+            search_path,
+            sources: Vec::new(),
+        }
+    }
+
+    /// This resolver, also finding `<source>:<name>` in each source root's `plugins/`.
+    #[must_use]
+    pub fn with_sources(mut self, roots: &[(String, PathBuf)]) -> Self {
+        self.sources = roots
+            .iter()
+            .map(|(name, root)| (name.clone(), root.join("plugins")))
+            .collect();
+        self
     }
 
     /// Whether a `plugin:` value is a path rather than a name.
@@ -131,6 +163,26 @@ impl Resolver {
     /// # Errors
     /// When a path does not exist or no plugin has that name.
     pub fn resolve(&self, reference: &str, base: &Path) -> Result<PluginSource, ResolveError> {
+        if let Some((source, name)) = crate::workflow::sources::split(reference) {
+            let Some((_, dir)) = self.sources.iter().find(|(n, _)| n == source) else {
+                return Err(ResolveError::UnknownSource {
+                    source_name: source.to_owned(),
+                });
+            };
+            let path = dir.join(format!("{name}.wasm"));
+            let inside = !name.contains(['/', '\\']) && !name.is_empty() && name != "..";
+            if !inside || !path.is_file() {
+                return Err(ResolveError::NotInSource {
+                    source_name: source.to_owned(),
+                    name: name.to_owned(),
+                    path,
+                });
+            }
+            return Ok(PluginSource::File {
+                name: name.to_owned(),
+                path,
+            });
+        }
         if Self::is_path(reference) {
             let path = if base == Path::new(".") {
                 PathBuf::from(reference)
@@ -225,5 +277,32 @@ mod tests {
             "{help}"
         );
         assert!(help.contains("`missing.wasm`"), "{help}");
+    }
+
+    #[test]
+    fn a_source_prefix_looks_in_that_source_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let team = tmp.path().join("team");
+        std::fs::create_dir_all(team.join("plugins")).unwrap();
+        std::fs::write(team.join("plugins/hello.wasm"), b"").unwrap();
+        let resolver =
+            Resolver::for_workflow(Some(tmp.path())).with_sources(&[("team".into(), team.clone())]);
+        let found = resolver.resolve("team:hello", tmp.path()).unwrap();
+        assert_eq!(found.path().unwrap(), team.join("plugins/hello.wasm"));
+        assert!(
+            matches!(
+                resolver.resolve("team:ingest", tmp.path()),
+                Err(ResolveError::NotInSource { .. })
+            ),
+            "a built-in's name is not looked up outside the source"
+        );
+        assert!(matches!(
+            resolver.resolve("other:hello", tmp.path()),
+            Err(ResolveError::UnknownSource { .. })
+        ));
+        assert!(matches!(
+            resolver.resolve("team:../plugins/hello", tmp.path()),
+            Err(ResolveError::NotInSource { .. })
+        ));
     }
 }

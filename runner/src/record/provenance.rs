@@ -24,6 +24,19 @@ pub struct Provenance {
     pub plugins: Vec<PluginComponent>,
     /// Each stage's model after the workflow's levels and every override.
     pub models: Vec<StageModel>,
+    /// The workflow's `sources:` as they resolved (a git source's commit).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sources: std::collections::BTreeMap<String, crate::sources::SourceRecord>,
+    /// The lock file the run was checked against (`--locked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockRef>,
+}
+
+/// A lock file a run matched: where, and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRef {
+    pub file: PathBuf,
+    pub sha256: String,
 }
 
 /// The workflow file and its hash.

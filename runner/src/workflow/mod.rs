@@ -11,6 +11,7 @@ pub mod options;
 pub mod overrides;
 pub mod plan;
 mod schema;
+pub mod sources;
 mod validate;
 
 pub use diagnostic::{Diagnostic, FileErrors, Pos};
@@ -71,6 +72,11 @@ pub struct Workflow {
     pub max_parallel: Option<u32>,
     /// Which stage waits for which.
     pub dag: dag::Dag,
+    /// `sources:` as written.
+    pub sources: Vec<sources::SourceSpec>,
+    /// Each source's local root once fetched (`templates/` and `plugins/`
+    /// in it), by name; empty until the sources are resolved.
+    pub source_roots: Vec<(String, PathBuf)>,
     source: String,
 }
 
@@ -281,6 +287,7 @@ impl Workflow {
                 Some(m.value)
             }
         });
+        let source_specs = sources::check(raw.sources.as_ref(), &mut problems);
         let checked = validate::check(raw);
         let mut graph = dag::Dag::default();
         if let Ok((_, _, agents)) = &checked {
@@ -315,6 +322,8 @@ impl Workflow {
             plan,
             max_parallel,
             dag: graph,
+            sources: source_specs,
+            source_roots: Vec::new(),
             source: source.to_owned(),
         })
     }

@@ -59,11 +59,42 @@ pub struct RawWorkflow {
     #[serde(default)]
     #[schemars(with = "Option<super::matrix::MatrixSchema>")]
     pub matrix: Option<Spanned<RawMatrix>>,
+    /// Named sources of templates and plugins, each laid out like a project
+    /// (`templates/`, `plugins/`): `dir:` a local directory (relative to
+    /// the workflow), or `git:` a repository at a pinned `rev:` (commit or
+    /// tag), optionally with `path:` inside it. Refer to what a source
+    /// holds as `<source>:<name>`, e.g. `persona: perf-team:personas/skeptic.md.j2`.
+    #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, RawSource>>")]
+    pub sources: Option<Spanned<IndexMap<String, Spanned<RawSource>>>>,
     /// What a sweep ranks its cells by: `<max|min> <metric> [p50|p95|mean|min|max]`,
     /// e.g. `max tokens_per_second p50` (default `min run_total p50`).
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub objective: Option<Spanned<String>>,
+}
+
+/// One source of templates and plugins.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Source")]
+pub struct RawSource {
+    /// A local directory, relative to the workflow.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub dir: Option<Spanned<String>>,
+    /// A git repository's URL (`https://…`, `ssh://…`, `file:///…`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub git: Option<Spanned<String>>,
+    /// The commit (full or abbreviated hash) or tag to use; required with `git:`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub rev: Option<Spanned<String>>,
+    /// A directory inside the repository to use as the source's root.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
 }
 
 /// One agent: a persona and ordered stages.
