@@ -13,13 +13,17 @@ use std::path::{Path, PathBuf};
 /// `chimera run` of Agent A in `cwd` (so into `cwd/runs/`); the record's
 /// directory.
 fn agent_a(cwd: &Path, cache: &Path, server: &FakeOllama, set: &[&str]) -> PathBuf {
+    agent_a_at(cwd, cache, &server.url(), set)
+}
+
+fn agent_a_at(cwd: &Path, cache: &Path, url: &str, set: &[&str]) -> PathBuf {
     let mut cmd = chimera(cache);
     cmd.current_dir(cwd)
         .arg("run")
         .arg(root().join("workflows/chimera-agent-a.yaml"))
         .arg("--input")
         .arg(root().join("sample-data"))
-        .args(["--set", &format!("model.host={}", server.url()), "-q"]);
+        .args(["--set", &format!("model.host={url}"), "-q"]);
     for s in set {
         cmd.args(["--set", s]);
     }
@@ -240,19 +244,8 @@ fn four_processes_writing_the_index_at_once_lose_nothing() {
                     tagged.push(id.clone());
                 }
                 // A run of its own, noted in the index as it ends.
-                let (code, stdout, stderr) = run(chimera(&cache)
-                    .current_dir(&cwd)
-                    .arg("run")
-                    .arg(root().join("workflows/chimera-agent-a.yaml"))
-                    .arg("--input")
-                    .arg(root().join("sample-data"))
-                    .args(["--set", &format!("model.host={url}"), "-q"]));
-                assert_eq!(code, 0, "{stdout}{stderr}");
-                let dir = stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix("run record: runs/"))
-                    .unwrap()
-                    .to_owned();
+                let made = agent_a_at(&cwd, &cache, &url, &[]);
+                let dir = made.file_name().unwrap().to_string_lossy().into_owned();
                 let (code, stdout, stderr) = runs(&cwd, &cache, &["tag", &dir, &tag]);
                 assert_eq!(code, 0, "{stdout}{stderr}");
                 tagged.push(dir);

@@ -124,6 +124,24 @@ fn damaged(e: &rusqlite::Error) -> bool {
     }
 }
 
+/// The error of an SQLite call on the index at `path`.
+fn sqlite_at(path: &Path) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
+    move |source| IndexError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A write transaction that waits its turn (busy timeout) up front, so it
+/// never fails half-way for another process's write.
+fn begin<'c>(
+    conn: &'c mut Connection,
+    path: &Path,
+) -> Result<rusqlite::Transaction<'c>, IndexError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_at(path))
+}
+
 impl Index {
     /// Opens (or creates) the index of `root` and brings it up to date with
     /// the directories. An index that is damaged is deleted and rebuilt;
@@ -180,42 +198,38 @@ impl Index {
 
     fn try_open(root: &Path) -> Result<Self, IndexError> {
         let path = Self::path_in(root);
-        let sqlite = |source| IndexError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_at(&path);
         std::fs::create_dir_all(root).map_err(|source| IndexError::Dir {
             dir: root.to_path_buf(),
             source,
         })?;
-        let mut conn = Connection::open(&path).map_err(sqlite)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        let mut conn = Connection::open(&path).map_err(&sqlite)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&sqlite)?;
         // WAL: readers never wait for a writer; NORMAL sync is safe with WAL
         // (a power cut can lose the last commits, which a rebuild restores).
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite)?;
+            .map_err(&sqlite)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sqlite)?;
+            .map_err(&sqlite)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sqlite)?;
+            .map_err(&sqlite)?;
         if version != VERSION {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite)?;
+            let tx = begin(&mut conn, &path)?;
             // Another process may have set it up while this one waited.
             let now: i64 = tx
                 .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(sqlite)?;
+                .map_err(&sqlite)?;
             if now != VERSION {
                 tx.execute_batch("DROP TABLE IF EXISTS records;")
-                    .map_err(sqlite)?;
-                tx.execute_batch(SCHEMA).map_err(sqlite)?;
+                    .map_err(&sqlite)?;
+                tx.execute_batch(SCHEMA).map_err(&sqlite)?;
                 tx.pragma_update(None, "user_version", VERSION)
-                    .map_err(sqlite)?;
+                    .map_err(&sqlite)?;
             }
-            tx.commit().map_err(sqlite)?;
+            tx.commit().map_err(&sqlite)?;
         }
+        drop(sqlite);
         Ok(Self {
             conn,
             root: root.to_path_buf(),
@@ -224,10 +238,7 @@ impl Index {
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> IndexError {
-        IndexError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_at(&self.path)(source)
     }
 
     /// Reads again every directory that is new or changed since its row was
@@ -283,31 +294,20 @@ impl Index {
         if fresh.is_empty() && gone.is_empty() {
             return Ok(synced);
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| IndexError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        let err = sqlite_at(&self.path);
+        let tx = begin(&mut self.conn, &self.path)?;
         for (entry, mtime) in &fresh {
-            upsert(&tx, entry, *mtime).map_err(|e| IndexError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            upsert(&tx, entry, *mtime).map_err(&err)?;
         }
         for id in gone {
             // Listed before this transaction: a directory made since (and
             // noted by its run) must keep its row.
             if !self.root.join(id).exists() {
                 tx.execute("DELETE FROM records WHERE id = ?1", [id])
-                    .map_err(|e| IndexError::Sqlite {
-                        path: self.path.clone(),
-                        source: e,
-                    })?;
+                    .map_err(&err)?;
             }
         }
-        tx.commit().map_err(|e| self.sqlite(e))?;
+        tx.commit().map_err(&err)?;
         Ok(synced)
     }
 
@@ -317,22 +317,13 @@ impl Index {
     /// # Errors
     /// When the index cannot be written.
     pub fn note(&mut self, id: &str) -> Result<(), IndexError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| IndexError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        let err = sqlite_at(&self.path);
+        let tx = begin(&mut self.conn, &self.path)?;
         let dir = self.root.join(id);
         if let Ok(meta) = std::fs::metadata(&dir) {
-            let mtime = mtime_ns(&meta);
-            upsert(&tx, &entry::read(&dir, id), mtime).map_err(|e| IndexError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            upsert(&tx, &entry::read(&dir, id), mtime_ns(&meta)).map_err(&err)?;
         }
-        tx.commit().map_err(|e| self.sqlite(e))
+        tx.commit().map_err(&err)
     }
 
     /// Adds and removes tags of record `id`: its `tags.json` first, then its
@@ -352,13 +343,8 @@ impl Index {
             dir: dir.clone(),
             source,
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| IndexError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        let err = sqlite_at(&self.path);
+        let tx = begin(&mut self.conn, &self.path)?;
         let mut now = tags::read(&dir).map_err(tags_error)?;
         now.retain(|t| !remove.contains(t));
         for tag in add {
@@ -368,11 +354,8 @@ impl Index {
         }
         tags::write(&dir, &now).map_err(tags_error)?;
         let meta = std::fs::metadata(&dir).map_err(tags_error)?;
-        upsert(&tx, &entry::read(&dir, id), mtime_ns(&meta)).map_err(|e| IndexError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        tx.commit().map_err(|e| self.sqlite(e))?;
+        upsert(&tx, &entry::read(&dir, id), mtime_ns(&meta)).map_err(&err)?;
+        tx.commit().map_err(&err)?;
         Ok(now)
     }
 
