@@ -214,39 +214,41 @@ fn three_shards_merged_rank_the_cells_the_fake_makes_fastest_from_raw_samples() 
         );
     }
     // Fastest first token: num_ctx 1024 at temperature 0.2 (num_predict
-    // does not change it), so one of those two cells is best and the
-    // other is a tie; every other cell is at least 30 ms slower, which six
-    // samples against six detect.
+    // does not change it), so those two cells rank first and second; every
+    // other cell is at least 30 ms slower, which six samples against six
+    // detect. The two fastest are the same configuration of the fake, so the
+    // second is a tie — except in the 5 % of runs (α) where the test of
+    // equal samples says otherwise, more often on a loaded machine: then it
+    // is still second, marked `worse` by a small margin.
+    let row = |c: &serde_json::Value| {
+        (
+            option(c, "num_ctx") as u64,
+            option(c, "num_predict") as u64,
+            (option(c, "temperature") * 10.0) as u64,
+        )
+    };
     let marks: BTreeMap<(u64, u64, u64), String> = cells(&summary)
         .iter()
-        .map(|c| {
-            (
-                (
-                    option(c, "num_ctx") as u64,
-                    option(c, "num_predict") as u64,
-                    (option(c, "temperature") * 10.0) as u64,
-                ),
-                c["mark"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|c| (row(c), c["mark"].as_str().unwrap().to_owned()))
         .collect();
-    let fastest = [
-        marks[&(1024, 100, 2)].as_str(),
-        marks[&(1024, 300, 2)].as_str(),
-    ];
+    let ranked = cells(&summary);
+    let top: Vec<(u64, u64, u64)> = ranked[..2].iter().map(row).collect();
     assert!(
-        fastest == ["best", "tie"] || fastest == ["tie", "best"],
+        top.contains(&(1024, 100, 2)) && top.contains(&(1024, 300, 2)),
         "{marks:?}"
     );
-    assert_eq!(
-        marks.values().filter(|m| *m == "worse").count(),
-        6,
-        "{marks:?}"
-    );
-    assert_eq!(cells(&summary)[0]["mark"], "best");
-    assert_eq!(cells(&summary)[0]["rank"], 1);
+    assert_eq!(ranked[0]["mark"], "best");
+    assert_eq!(ranked[0]["rank"], 1);
+    assert_eq!(ranked[1]["rank"], 2);
+    let second = ranked[1]["mark"].as_str().unwrap();
+    assert!(second == "tie" || second == "worse", "{marks:?}");
+    let others_worse = ranked[2..].iter().all(|c| c["mark"] == "worse");
+    assert!(others_worse, "{marks:?}");
     let md = std::fs::read_to_string(merged.join("summary.md")).unwrap();
-    assert!(md.contains("**best**") && md.contains("| tie |"), "{md}");
+    assert!(md.contains("**best**"), "{md}");
+    if second == "tie" {
+        assert!(md.contains("| tie |"), "{md}");
+    }
     let csv = std::fs::read_to_string(merged.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 9, "{csv}");
     assert!(
