@@ -297,8 +297,11 @@ fn find(root: &Path, query: &str) -> Result<(PathBuf, Entry), u8> {
     Ok((root.join(id), entry))
 }
 
-/// The list as aligned columns.
+/// The list as aligned columns (nothing for no entries).
 fn table(entries: &[Entry]) -> String {
+    if entries.is_empty() {
+        return String::new();
+    }
     let header = [
         "ID",
         "KIND",
@@ -350,9 +353,6 @@ fn table(entries: &[Entry]) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
-    }
-    if entries.is_empty() {
-        return String::new();
     }
     out
 }

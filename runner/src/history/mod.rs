@@ -6,11 +6,13 @@
 pub mod diff;
 pub mod entry;
 pub mod index;
+pub mod query;
 pub mod show;
 pub mod tags;
 
 pub use entry::{Entry, Kind};
-pub use index::{Filter, Index, IndexError, Synced};
+pub use index::{Index, IndexError, Synced};
+pub use query::Filter;
 use std::path::Path;
 
 /// The runs directory `chimera run` writes to when not given `--out`.
