@@ -166,7 +166,7 @@ fn lock_then_locked_passes_and_an_edit_in_the_cache_is_refused() {
             .ends_with("chimera.lock")
     );
 
-    // Someone edits the cached persona in place.
+    // Someone edits the cached persona in place: refused, by name.
     let cached: Vec<PathBuf> = walk(&tmp.path().join("sources"))
         .into_iter()
         .filter(|p| p.ends_with("templates/personas/skeptic.md.j2"))
@@ -175,6 +175,28 @@ fn lock_then_locked_passes_and_an_edit_in_the_cache_is_refused() {
     std::fs::write(&cached[0], "You are someone else.\n").unwrap();
     let (code, stdout, stderr) = run_flow(tmp.path(), &flow, &server, &["--locked"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("source `team`: the cached files of commit")
+            && stderr.contains("were changed after they were fetched"),
+        "{stderr}"
+    );
+    // Deleting the cached tree brings it back from the cached repository.
+    let tree = cached[0].ancestors().nth(3).unwrap().to_path_buf();
+    std::fs::remove_dir_all(&tree).unwrap();
+    let (code, stdout, stderr) = run_flow(tmp.path(), &flow, &server, &["--locked"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // The workflow pins another revision: the lock names the source.
+    let moved = std::fs::read_to_string(&flow)
+        .unwrap()
+        .replace("rev: v1", "rev: main");
+    std::fs::write(&flow, moved).unwrap();
+    let (code, stdout, stderr) = run_flow(tmp.path(), &flow, &server, &["--locked"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("source `team` resolves to commit"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("template `team:personas/skeptic.md.j2` changed"),
         "{stderr}"

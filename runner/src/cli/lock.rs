@@ -87,7 +87,7 @@ pub(super) fn check(checked: &Checked) -> Result<LockRef, u8> {
         return Err(fail(
             2,
             &format!(
-                "error: `{}` no longer matches {}:\n{}\n  = help: if the change is wanted, {help_lock}; if not, restore what changed (a file edited in the source cache: delete the cache's copy and it is fetched again)",
+                "error: `{}` no longer matches {}:\n{}\n  = help: if the change is wanted, {help_lock}; if not, restore what changed",
                 checked.workflow.path.display(),
                 path.display(),
                 list.join("\n")

@@ -1,8 +1,9 @@
 //! Git sources through the system `git`: a bare mirror of each repository in
-//! the cache, and one read-only tree per commit beside it, exported with
-//! `git archive` into a temporary directory and renamed into place — so the
-//! cache never holds a partial checkout, and a commit once fetched needs no
-//! network again.
+//! the cache, and one tree per commit beside it, exported with `git archive`
+//! into a temporary directory and renamed into place — so the cache never
+//! holds a partial checkout, and a commit once fetched needs no network
+//! again. Each tree's marker keeps a digest of its files, checked whenever
+//! the tree is used: a file edited in the cache is refused, not run.
 //!
 //! The system `git` rather than a library: it already speaks every transport
 //! and credential helper the user has configured (SSH agents, tokens,
@@ -18,6 +19,12 @@ pub enum GitError {
     Unreachable { url: String, detail: String },
     #[error("`{rev}` is not a commit or tag of `{url}`")]
     UnknownRev { url: String, rev: String },
+    #[error(
+        "the cached files of commit {} were changed after they were fetched (`{}`)",
+        &commit[..12.min(commit.len())],
+        tree.display()
+    )]
+    Changed { commit: String, tree: PathBuf },
     #[error("`git` could not run: {0}")]
     NoGit(String),
     #[error("cannot write the source cache `{}`: {source}", dir.display())]
@@ -27,8 +34,53 @@ pub enum GitError {
     },
 }
 
-/// The marker file of a finished tree: its commit.
+/// The marker file of a finished tree: its commit and the digest of its
+/// files, checked each time the tree is used.
 const DONE: &str = ".chimera-source";
+
+/// A digest of every file under `dir` but the marker: relative paths and
+/// contents, in path order (BLAKE3).
+fn tree_digest(dir: &Path) -> std::io::Result<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(&entry.path(), out)?;
+            } else {
+                out.push(entry.path());
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    let mut hasher = blake3::Hasher::new();
+    for file in files {
+        let relative = file.strip_prefix(dir).unwrap_or(&file);
+        if relative == Path::new(DONE) {
+            continue;
+        }
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update(&[0]);
+        // A link is hashed as where it points, not followed.
+        match std::fs::read_link(&file) {
+            Ok(target) => hasher.update(target.to_string_lossy().as_bytes()),
+            Err(_) => hasher.update(&std::fs::read(&file)?),
+        };
+        hasher.update(&[0]);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Whether the finished tree at `tree` still holds what was exported:
+/// `None` when it is not finished (no marker).
+fn intact(tree: &Path) -> Option<bool> {
+    let marker = std::fs::read_to_string(tree.join(DONE)).ok()?;
+    let recorded = marker.lines().nth(1)?;
+    Some(tree_digest(tree).is_ok_and(|d| d == recorded))
+}
 
 fn git() -> Command {
     let mut cmd = Command::new("git");
@@ -124,8 +176,10 @@ pub fn checkout(cache: &Path, url: &str, rev: &str) -> Result<(PathBuf, String),
         }
     };
     let tree = repo_dir.join("trees").join(&commit);
-    if tree.join(DONE).is_file() {
-        return Ok((tree, commit));
+    match intact(&tree) {
+        Some(true) => return Ok((tree, commit)),
+        Some(false) => return Err(GitError::Changed { commit, tree }),
+        None => {}
     }
     let trees = repo_dir.join("trees");
     std::fs::create_dir_all(&trees).map_err(cache_err(&trees))?;
@@ -133,7 +187,8 @@ pub fn checkout(cache: &Path, url: &str, rev: &str) -> Result<(PathBuf, String),
     std::fs::create_dir_all(&tmp).map_err(cache_err(&tmp))?;
     let exported = export(&mirror, &commit, &tmp);
     let finished = exported.and_then(|()| {
-        std::fs::write(tmp.join(DONE), format!("{commit}\n")).map_err(cache_err(&tmp))
+        let digest = tree_digest(&tmp).map_err(cache_err(&tmp))?;
+        std::fs::write(tmp.join(DONE), format!("{commit}\n{digest}\n")).map_err(cache_err(&tmp))
     });
     if let Err(e) = finished {
         let _ = std::fs::remove_dir_all(&tmp);
