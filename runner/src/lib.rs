@@ -21,6 +21,7 @@ pub mod template;
 pub mod workflow;
 
 mod digest;
+mod files;
 mod search_path;
 mod suggest;
 mod words;

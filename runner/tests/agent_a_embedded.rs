@@ -136,3 +136,63 @@ fn the_seeds_sweep_runs_on_the_embedded_model_with_one_model_load() {
     assert_eq!(loads, 1, "one model load for the sweep");
     assert_eq!(cells[0]["mark"], "best");
 }
+
+/// The multi-agent study on the embedded model: both agents' calls are
+/// decoded together in one llama.cpp context, and each call's figures stay
+/// its own — its tokens add up to its agent's report, its share of the
+/// decode time is no more than the call took.
+#[test]
+fn the_multi_agent_study_shares_the_embedded_model_and_keeps_each_calls_counts() {
+    chimera::llm::models::resolve("smollm2-135m")
+        .unwrap_or_else(|e| panic!("{e}\nrun scripts/fetch-model first"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(root().join("workflows/chimera-multi-agent.yaml"))
+        .arg("--input")
+        .arg(root().join("sample-data"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--backend", "embedded", "--model", "smollm2-135m"])
+        .args(["--set", "model.options.num_predict=24"]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    let metrics = json(&out.join("metrics.json"));
+    let calls = metrics["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 4, "analyze and report of each agent");
+    let mut together = 0;
+    for call in calls {
+        let tokens = call["eval_count"]
+            .as_u64()
+            .expect("the engine counts its tokens");
+        assert!((1..=24).contains(&tokens), "{call:#}");
+        let batch = &call["batch"];
+        let share = batch["compute_ms"].as_f64().unwrap();
+        assert!(
+            share > 0.0 && share <= call["wall_ms"].as_f64().unwrap(),
+            "{call:#}"
+        );
+        if batch["peak_sequences"].as_u64() == Some(2) {
+            together += 1;
+        }
+    }
+    assert!(
+        together >= 2,
+        "the agents' calls were decoded together: {calls:#?}"
+    );
+    for agent in ["collector", "insight"] {
+        let sum: u64 = calls
+            .iter()
+            .filter(|c| c["agent"] == agent)
+            .map(|c| c["eval_count"].as_u64().unwrap())
+            .sum();
+        let report = std::fs::read_to_string(out.join(format!("report-{agent}.md"))).unwrap();
+        assert!(
+            report.contains(&format!("- Tokens Generated: {sum}\n")),
+            "{agent}: {sum} tokens in its calls; its report:\n{report}"
+        );
+    }
+    let combined = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(combined.contains("**speedup "), "{combined}");
+}

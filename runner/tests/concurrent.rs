@@ -102,6 +102,17 @@ fn two_agents_against_two_servers_overlap_and_the_record_says_how_much() {
     let speedup = metrics["concurrency"]["speedup"].as_f64().unwrap();
     assert!(speedup < 1.1, "speedup {speedup} with max_parallel 1");
     assert_eq!(metrics["concurrency"]["max_parallel"], 1);
+
+    // So does `--max-parallel 1` on the command line, over a workflow that
+    // sets no bound.
+    let tmp = tempfile::tempdir().unwrap();
+    let flow = two_agents(tmp.path(), [&servers[0].url(), &servers[1].url()], "");
+    let (code, _, err) = run_flow(tmp.path(), &flow, &["--max-parallel", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let metrics = json(&tmp.path().join("out/metrics.json"));
+    let speedup = metrics["concurrency"]["speedup"].as_f64().unwrap();
+    assert!(speedup < 1.1, "speedup {speedup} with --max-parallel 1");
+    assert_eq!(metrics["concurrency"]["max_parallel"], 1);
 }
 
 #[test]
@@ -289,6 +300,31 @@ agents:
     assert_eq!(status("fine", "more"), "ok");
     let report = std::fs::read_to_string(tmp.path().join("out/report.md")).unwrap();
     assert!(report.contains("Agent fine finished."), "{report}");
+    // Each skipped stage says which failure it follows, in the record and
+    // in the progress lines.
+    let because = |a: &str, s: &str| {
+        metrics["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["agent"] == a && x["stage"] == s)
+            .map(|x| x["skipped_because"].clone())
+            .unwrap()
+    };
+    assert_eq!(because("broken", "after"), "`broken/falls` failed");
+    assert_eq!(because("waits", "never"), "`broken/falls` failed");
+    let (code, _, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(&flow)
+        .arg("--input")
+        .arg(tmp.path().join("input"))
+        .arg("--out")
+        .arg(tmp.path().join("again")));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("· waits/never skipped: `broken/falls` failed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -320,6 +356,22 @@ fn the_multi_agent_study_runs_both_agents_at_once_with_a_combined_report() {
     let combined = json(&out.join("report.json"));
     let speedup = combined["concurrency"]["speedup"].as_f64().unwrap();
     assert!(speedup > 1.3, "speedup {speedup}");
+    // Each agent's results as data: its report and the figures of its calls.
+    let metrics = json(&out.join("metrics.json"));
+    let agents = combined["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 2, "{combined:#}");
+    for agent in agents {
+        let id = agent["agent"].as_str().unwrap();
+        assert_eq!(agent["report"], format!("report-{id}.md"));
+        let tokens: u64 = metrics["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["agent"] == id)
+            .map(|c| c["eval_count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(agent["metrics"]["eval_count"], tokens, "{agent:#}");
+    }
     assert!(out.join("report-collector.md").is_file() && out.join("report-insight.md").is_file());
     // Baseline options for the collector, the tuned ones for the insight agent.
     let chats: Vec<serde_json::Value> = fake
@@ -342,6 +394,37 @@ fn the_multi_agent_study_runs_both_agents_at_once_with_a_combined_report() {
         2,
         "{chats:?}"
     );
+
+    // One server per agent, as the seed ran it (the command in the
+    // workflow's comment): each agent's calls reach its own server only.
+    let (first, second) = (
+        FakeOllama::start(FakeConfig::token_count(16)),
+        FakeOllama::start(FakeConfig::token_count(16)),
+    );
+    let (code, stdout, err) = run(chimera(&tmp.path().join("cache"))
+        .arg("run")
+        .arg(common::root().join("workflows/chimera-multi-agent.yaml"))
+        .arg("--input")
+        .arg(common::fixtures())
+        .arg("--out")
+        .arg(tmp.path().join("two-hosts"))
+        .args(["--set", &format!("collector:model.host={}", first.url())])
+        .args(["--set", &format!("insight:model.host={}", second.url())]));
+    assert_eq!(code, 0, "{stdout}{err}");
+    let options = |fake: &FakeOllama| -> Vec<serde_json::Value> {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/api/chat")
+            .map(|r| r.body["options"].clone())
+            .collect()
+    };
+    let (baseline, tuned) = (options(&first), options(&second));
+    assert_eq!((baseline.len(), tuned.len()), (2, 2));
+    assert!(
+        baseline.iter().all(|o| o.get("num_ctx").is_none()),
+        "{baseline:?}"
+    );
+    assert!(tuned.iter().all(|o| o["num_ctx"] == 512), "{tuned:?}");
 }
 
 fn chats(fake: &FakeOllama) -> usize {
@@ -405,9 +488,24 @@ fn a_benched_hosts_calls_go_to_the_other_host_and_a_streamed_call_stays() {
     assert_eq!(usage(&up.url())["calls"], 3);
     assert!(usage(&up.url())["utilisation"].as_f64().unwrap() > 0.0);
 
-    // A call that streamed tokens before failing is never moved.
+    // A stream that breaks before its first token benches its host and the
+    // call moves on; one that broke after streaming tokens is never moved.
+    // Both are the same failure of the same kind, so only the tokens
+    // already streamed tell them apart.
     let tmp = tempfile::tempdir().unwrap();
-    let breaks = FakeOllama::start(FakeConfig::token_count(6).fault(Fault::ErrorLineAfter(2)));
+    let silent = FakeOllama::start(FakeConfig::token_count(6).fault(Fault::ResetAfter(0)));
+    let spare = FakeOllama::start(FakeConfig::token_count(4));
+    let flow = pooled(
+        tmp.path(),
+        &format!("[\"{}\", \"{}\"]", silent.url(), spare.url()),
+        &[("a", 1, "")],
+    );
+    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((chats(&silent), chats(&spare)), (1, 1));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let breaks = FakeOllama::start(FakeConfig::token_count(6).fault(Fault::ResetAfter(2)));
     let spare = FakeOllama::start(FakeConfig::token_count(4));
     let flow = pooled(
         tmp.path(),
@@ -417,12 +515,18 @@ fn a_benched_hosts_calls_go_to_the_other_host_and_a_streamed_call_stays() {
     let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(
-        chats(&spare),
-        0,
+        (chats(&breaks), chats(&spare)),
+        (1, 0),
         "the half-answered call stayed on its host"
     );
     let metrics = json(&tmp.path().join("out/metrics.json"));
-    assert!(!metrics["calls"][0]["error"].is_null());
+    let call = &metrics["calls"][0];
+    assert!(!call["error"].is_null(), "{call:#}");
+    assert_eq!(call["host"], breaks.url());
+    assert!(
+        call["ttft_ms"].as_f64().is_some(),
+        "tokens had streamed: {call:#}"
+    );
 }
 
 #[test]
@@ -481,4 +585,21 @@ fn a_full_pool_queues_calls_and_a_pinned_agent_keeps_its_host() {
             .sum::<u64>(),
         3
     );
+    // The concurrency analysis gives each host's share as the record has it.
+    let md = std::fs::read_to_string(tmp.path().join("out/concurrency.md")).unwrap();
+    assert!(
+        md.contains("| host | calls | failures | busy ms | queued ms | utilisation |"),
+        "{md}"
+    );
+    for h in hosts {
+        let row = format!(
+            "| {} | {} | {} | {:.1} | {:.1} | ",
+            h["host"].as_str().unwrap(),
+            h["calls"],
+            h["failures"],
+            h["busy_ms"].as_f64().unwrap(),
+            h["queue_ms"].as_f64().unwrap()
+        );
+        assert!(md.contains(&row), "{row} in:\n{md}");
+    }
 }

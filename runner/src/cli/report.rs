@@ -201,7 +201,11 @@ async fn rerender_reports(dir: &Path, metrics: &Value) -> Result<Rendered, u8> {
         );
         let text = checked
             .templates
-            .render_for(&template.value, &context, Some(&agent.template_info()))
+            .render_for(
+                &template.value,
+                &context,
+                Some(&crate::template::AgentInfo::of(agent)),
+            )
             .map_err(|e| {
                 fail(
                     1,
@@ -229,10 +233,7 @@ async fn rerender_reports(dir: &Path, metrics: &Value) -> Result<Rendered, u8> {
         }
         for name in order {
             let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-            let agent = name
-                .strip_prefix("report-")
-                .and_then(|n| n.strip_suffix(".md"))
-                .unwrap_or(name);
+            let agent = crate::record::concurrency::agent_of_report(name);
             reports.push((agent.to_owned(), text));
         }
         let md = crate::record::concurrency::combined(&workflow.name, &reports, &analysis);

@@ -72,10 +72,12 @@ impl StageGateway {
 impl StageGateway {
     /// One call over the model's pool: to the least busy host, and on to
     /// another when a host fails before any token in a way that says it is
-    /// down or overloaded (refused, unreachable, 5xx, 429; that host is
-    /// benched). A call that streamed tokens, or failed
-    /// for a reason another host would share (a bad request, an unknown
-    /// model), is not moved.
+    /// down or overloaded (refused, unreachable, 5xx, 429, or a stream that
+    /// broke or went silent before its first token; that host is benched).
+    /// A call that streamed tokens is not moved, whatever broke it: its
+    /// partial answer is in the record, and another host's answer would be
+    /// another call. Nor is one that failed for a reason another host would
+    /// share (a bad request, an unknown model).
     async fn pooled(
         &self,
         messages: &[Message],
@@ -129,6 +131,8 @@ impl StageGateway {
                                 | LlmErrorKind::ServerError
                                 | LlmErrorKind::RateLimited
                                 | LlmErrorKind::Http(502..=504)
+                                | LlmErrorKind::IncompleteStream
+                                | LlmErrorKind::Stalled
                         )
                 }
             };

@@ -49,7 +49,8 @@ pub trait Observer: Send + Sync {
     fn token(&self, _agent: &str, _stage: &str, _piece: &str) {}
     /// An LLM call ended (successfully or not).
     fn call_finished(&self, _agent: &str, _stage: &str, _record: &CallRecord) {}
-    /// A stage ended; its metrics are final.
+    /// A stage ended, or was skipped (status `skipped`, never started); its
+    /// metrics are final.
     fn stage_finished(&self, _metrics: &StageMetrics) {}
 }
 
@@ -255,34 +256,7 @@ pub async fn run(
         options.backends.pools.usage(&pooled),
         ms(clock.elapsed()),
     );
-    if let Some(c) = &metrics.concurrency {
-        let analysis = c.markdown(&metrics.stages);
-        dir.write("concurrency.md", analysis.as_bytes())
-            .map_err(record_err)?;
-        // Several reports: one more that holds them all and the analysis,
-        // in markdown and (with every agent's figures) JSON.
-        if metrics.reports.len() > 1 {
-            let mut reports = Vec::new();
-            for name in &metrics.reports {
-                let text = std::fs::read_to_string(dir.path().join(name)).map_err(record_err)?;
-                let agent = name
-                    .strip_prefix("report-")
-                    .and_then(|n| n.strip_suffix(".md"))
-                    .unwrap_or(name);
-                reports.push((agent.to_owned(), text));
-            }
-            let md = crate::record::concurrency::combined(&workflow.name, &reports, &analysis);
-            dir.write("report.md", md.as_bytes()).map_err(record_err)?;
-            let json = serde_json::json!({
-                "workflow": workflow.name,
-                "reports": metrics.reports,
-                "stages": metrics.stages,
-                "concurrency": c,
-            });
-            dir.write_json("report.json", &json).map_err(record_err)?;
-            metrics.reports.insert(0, "report.md".into());
-        }
-    }
+    crate::record::concurrency::write(&dir, &mut metrics, &calls.entries()).map_err(record_err)?;
     finish(dir, metrics, clock, calls, checkpoint, &templates)
 }
 

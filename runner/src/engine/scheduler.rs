@@ -57,6 +57,7 @@ fn blank_record(agent: &str, stage: &crate::workflow::Stage) -> StageMetrics {
         plugin_origin: String::new(),
         status: StageStatus::Skipped,
         error: None,
+        skipped_because: None,
         started_ms: 0.0,
         wall_ms: 0.0,
         load_ms: 0.0,
@@ -146,13 +147,29 @@ impl<'a, 'b> Schedule<'a, 'b> {
                     continue;
                 }
                 let deps = &dag.deps[i];
-                if interrupted
-                    || deps
-                        .iter()
-                        .any(|&d| matches!(self.state[d], State::Failed | State::Skipped))
-                {
+                let blocked = deps
+                    .iter()
+                    .find(|&&d| matches!(self.state[d], State::Failed | State::Skipped));
+                let because = if interrupted {
+                    Some("the run was interrupted".to_owned())
+                } else {
+                    // A stage skipped in turn passes on the first cause.
+                    blocked.map(|&d| {
+                        self.records[d]
+                            .as_ref()
+                            .and_then(|r| r.skipped_because.clone())
+                            .unwrap_or_else(|| {
+                                let (agent, stage) = self.names(d);
+                                format!("`{}/{}` failed", agent.id, stage.id)
+                            })
+                    })
+                };
+                if let Some(because) = because {
                     let (agent, stage) = self.names(i);
-                    self.records[i] = Some(blank_record(&agent.id, stage));
+                    let mut record = blank_record(&agent.id, stage);
+                    record.skipped_because = Some(because);
+                    self.cx.options.observer.stage_finished(&record);
+                    self.records[i] = Some(record);
                     self.state[i] = State::Skipped;
                     changed = true;
                 } else if deps.iter().all(|&d| self.state[d] == State::Ok) {
@@ -374,10 +391,11 @@ impl<'a, 'b> Schedule<'a, 'b> {
             } else {
                 format!("report-{}.md", agent.id)
             };
-            match cx
-                .templates
-                .render_for(&template.value, &context, Some(&agent.template_info()))
-            {
+            match cx.templates.render_for(
+                &template.value,
+                &context,
+                Some(&crate::template::AgentInfo::of(agent)),
+            ) {
                 Ok(text) => {
                     cx.dir.write(&name, text.as_bytes())?;
                     self.metrics.reports.push(name);

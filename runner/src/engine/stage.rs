@@ -114,7 +114,7 @@ pub(super) async fn run_stage(
         llm,
         templates: Some(templates.clone()),
         label: format!("{}/{}", agent.id, stage.id),
-        agent: Some(agent.template_info()),
+        agent: Some(crate::template::AgentInfo::of(agent)),
     };
     let run = host.run(&loaded.prepared, &request, services).await;
     record.files = written_files(dir.path(), &run.written);

@@ -34,8 +34,8 @@ mod text;
 
 use super::models::{self, ModelSource};
 use super::{Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec};
-use crate::plugin::BoxFuture;
 use engine::{Failure, Job, Stats};
+use futures_util::future::BoxFuture;
 use options::GenOptions;
 use std::time::Instant;
 use tracing::Instrument as _;

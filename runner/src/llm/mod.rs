@@ -28,7 +28,7 @@ pub use openai::{OpenAiBackend, resolve_openai_base};
 pub use retry::{RetryPolicy, chat_with_retry};
 pub use sse::{DEFAULT_MAX_EVENT, SseDecoder, SseError, SseEvent};
 
-use crate::plugin::BoxFuture;
+use futures_util::future::BoxFuture;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

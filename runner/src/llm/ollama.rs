@@ -8,8 +8,8 @@ use super::ndjson::NdjsonDecoder;
 use super::{
     Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, Timeouts, prompt_truncated,
 };
-use crate::plugin::BoxFuture;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 use tokio::time::timeout;

@@ -17,9 +17,9 @@ use super::sse::{SseDecoder, SseError, SseEvent};
 use super::{
     Backend, CallRecord, LlmError, LlmErrorKind, Message, ModelSpec, Timeouts, prompt_truncated,
 };
-use crate::plugin::BoxFuture;
 use failure::Ctx;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 use std::time::Instant;

@@ -171,8 +171,8 @@ pub async fn chat_with_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::BoxFuture;
     use crate::workflow::BackendKind;
+    use futures_util::future::BoxFuture;
     use std::collections::VecDeque;
     use std::sync::Mutex;
 

@@ -3,8 +3,6 @@
 
 use super::bindings::chimera::plugin::{llm, log, template, types};
 use serde_json::Value;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::StoreLimits;
@@ -32,8 +30,7 @@ pub enum GatewayError {
     Failed(String),
 }
 
-/// A boxed future, as trait objects need.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use futures_util::future::BoxFuture;
 
 /// Where a stage's `llm.generate` goes: the stage's model, measured by the host.
 pub trait LlmGateway: Send + Sync {
@@ -55,6 +52,19 @@ pub trait TemplateRenderer: Send + Sync {
         context: &Value,
         agent: Option<&crate::template::AgentInfo>,
     ) -> Result<String, String>;
+}
+
+/// The workflow's templates serve a stage's `template.render`.
+impl TemplateRenderer for crate::template::Templates {
+    fn render(
+        &self,
+        name: &str,
+        context: &Value,
+        agent: Option<&crate::template::AgentInfo>,
+    ) -> Result<String, String> {
+        self.render_for(name, context, agent)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// What a stage's imports can reach; nothing else is reachable.

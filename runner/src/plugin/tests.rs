@@ -1,5 +1,6 @@
 //! The plugin host's own tests.
 use super::*;
+use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefetched_plugin_is_prepared_before_any_stage_asks_for_it() {

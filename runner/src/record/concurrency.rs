@@ -2,10 +2,14 @@
 //! to last stage end), the sequential-equivalent time (their sum), the
 //! wall time, speedup = sequential / wall and efficiency = speedup /
 //! agents; and a timeline of every stage. Kept in `metrics.json`, and as
-//! `concurrency.md` for people.
+//! `concurrency.md` for people; with several reports, the combined report
+//! (`report.md`, `report.json`) that joins them to this analysis.
 
-use super::StageMetrics;
+use super::calls::CallEntry;
+use super::{RunDir, RunMetrics, StageMetrics};
+use crate::llm::pool::HostUsage;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// One agent's span.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,8 +87,9 @@ impl Concurrency {
         })
     }
 
-    /// `concurrency.md`: the figures, then each stage on a timeline.
-    pub fn markdown(&self, stages: &[StageMetrics]) -> String {
+    /// `concurrency.md`: the figures, each pooled host's share, then each
+    /// stage on a timeline.
+    pub fn markdown(&self, stages: &[StageMetrics], hosts: &[HostUsage]) -> String {
         let mut md = format!(
             "# Concurrency\n\n{} agents; sequential-equivalent time {:.1} ms (the sum of the agents' times), \
              wall time {:.1} ms: **speedup {:.2}×**, **efficiency {:.2}** (speedup / agents){}.\n\n\
@@ -104,6 +109,26 @@ impl Concurrency {
                 "| {} | {:.1} | {:.1} | {:.1} |\n",
                 a.agent, a.start_ms, a.end_ms, a.elapsed_ms
             ));
+        }
+        if !hosts.is_empty() {
+            md.push_str(
+                "\n## Hosts\n\nEach pooled host: calls sent (a call moved on counts on each host it tried), \
+                 failures before any token, time with a call in flight, time calls waited for a free slot, \
+                 and utilisation (busy time over the run's wall time).\n\n\
+                 | host | calls | failures | busy ms | queued ms | utilisation |\n|---|---:|---:|---:|---:|---:|\n",
+            );
+            for h in hosts {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {:.1} | {:.1} | {} |\n",
+                    h.host,
+                    h.calls,
+                    h.failures,
+                    h.busy_ms,
+                    h.queue_ms,
+                    h.utilisation
+                        .map_or_else(|| "n/a".to_owned(), |u| format!("{:.0} %", u * 100.0))
+                ));
+            }
         }
         md.push_str("\n## Timeline\n\nEach stage from its start to its end; one column is 1/60 of the run.\n\n```\n");
         let end = self
@@ -137,6 +162,60 @@ impl Concurrency {
         md.push_str("```\n");
         md
     }
+}
+
+/// The agent a report file belongs to: `report-collector.md` → `collector`.
+pub fn agent_of_report(file: &str) -> &str {
+    file.strip_prefix("report-")
+        .and_then(|n| n.strip_suffix(".md"))
+        .unwrap_or(file)
+}
+
+/// Writes `concurrency.md` for a run whose agents overlapped and, when
+/// several agents wrote reports, the combined report: `report.md` (each
+/// agent's report, then the analysis) and `report.json` (each agent's
+/// figures over its calls, every stage, the pooled hosts and the
+/// concurrency figures), listed first among the run's reports.
+///
+/// # Errors
+/// A report that cannot be read back, or a file that cannot be written.
+pub fn write(dir: &RunDir, metrics: &mut RunMetrics, calls: &[CallEntry]) -> std::io::Result<()> {
+    let Some(concurrency) = metrics.concurrency.clone() else {
+        return Ok(());
+    };
+    let analysis = concurrency.markdown(&metrics.stages, &metrics.hosts);
+    dir.write("concurrency.md", analysis.as_bytes())?;
+    if metrics.reports.len() < 2 {
+        return Ok(());
+    }
+    let mut reports = Vec::new();
+    let mut agents = Vec::new();
+    for file in &metrics.reports {
+        let agent = agent_of_report(file);
+        let own: Vec<&CallEntry> = calls.iter().filter(|c| c.agent == agent).collect();
+        agents.push(json!({
+            "agent": agent,
+            "report": file,
+            "metrics": super::report::aggregate(&own),
+        }));
+        let text = std::fs::read_to_string(dir.path().join(file))?;
+        reports.push((agent.to_owned(), text));
+    }
+    let md = combined(&metrics.workflow, &reports, &analysis);
+    dir.write("report.md", md.as_bytes())?;
+    dir.write_json(
+        "report.json",
+        &json!({
+            "workflow": metrics.workflow,
+            "reports": metrics.reports,
+            "agents": agents,
+            "stages": metrics.stages,
+            "hosts": metrics.hosts,
+            "concurrency": concurrency,
+        }),
+    )?;
+    metrics.reports.insert(0, "report.md".into());
+    Ok(())
 }
 
 /// The combined report of a run with several reporting agents: each

@@ -34,7 +34,9 @@ pub fn ms(d: Duration) -> f64 {
 pub enum StageStatus {
     Ok,
     Failed,
-    /// Not run because an earlier stage of its agent failed.
+    /// Not run because a stage it waits for (an earlier stage of its agent,
+    /// or one it `needs:`) failed or was skipped, or the run was interrupted;
+    /// [`StageMetrics::skipped_because`] says which.
     Skipped,
 }
 
@@ -49,6 +51,10 @@ pub struct StageMetrics {
     pub status: StageStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StageFailure>,
+    /// Why a skipped stage did not run: "`collector/analyze` failed",
+    /// "the run was interrupted".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_because: Option<String>,
     /// When the stage started, in ms from the start of the run.
     #[serde(default)]
     pub started_ms: f64,
@@ -174,14 +180,7 @@ impl RunDir {
     /// On I/O failure.
     pub fn write(&self, relative: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
         let path = self.path.join(relative);
-        let dir = path.parent().unwrap_or(&self.path);
-        std::fs::create_dir_all(dir)?;
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        file.write_all(bytes)?;
-        // No fsync: the rename alone means a reader (or a later `--resume`)
-        // sees the old file or the new one, never a torn one, if the process
-        // dies; surviving power loss is not worth an fsync per stage.
-        file.persist(&path).map_err(|e| e.error)?;
+        crate::files::write_atomically(&path, bytes)?;
         Ok(path)
     }
 

@@ -213,9 +213,12 @@ pub fn differences(a: &Provenance, b: &Provenance, declared: Declared) -> Vec<St
     );
     let machine = |m: &Machine| {
         format!(
-            "{}, {} cores, {} bytes, {}",
+            "{}, {}, {} bytes, {}",
             m.cpu.as_deref().unwrap_or("cpu n/a"),
-            m.cores.map_or_else(|| "n/a".to_owned(), |c| c.to_string()),
+            m.cores.map_or_else(
+                || "n/a cores".to_owned(),
+                |c| crate::words::plural(c, "core")
+            ),
             m.memory_bytes
                 .map_or_else(|| "n/a".to_owned(), |b| b.to_string()),
             m.os.as_deref().unwrap_or("os n/a")

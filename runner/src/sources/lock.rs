@@ -135,13 +135,7 @@ impl LockFile {
         let text = format!(
             "# Written by `chimera lock`: the sources and files each workflow here uses,\n# pinned. `chimera run --locked` refuses a run that does not match.\n\n{body}"
         );
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        crate::record::RunDir::at(dir.to_path_buf())?
-            .write(&key_for(path), text.as_bytes())
-            .map(drop)
+        crate::files::write_atomically(path, text.as_bytes())
     }
 }
 

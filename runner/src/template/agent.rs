@@ -15,6 +15,17 @@ pub struct AgentInfo {
     pub description: Option<String>,
 }
 
+impl AgentInfo {
+    /// The agent as its templates see it (`agent.id`, `agent.title`, …).
+    pub fn of(agent: &crate::workflow::Agent) -> Self {
+        Self {
+            id: agent.id.clone(),
+            title: agent.title.clone(),
+            description: agent.description.clone(),
+        }
+    }
+}
+
 impl Object for AgentInfo {
     fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
         match key.as_str()? {

@@ -23,6 +23,7 @@ const RECURSION_LIMIT: usize = 200;
 mod agent;
 mod stock;
 
+pub use crate::workflow::sources::check_template_name as check_name;
 pub use agent::AgentInfo;
 pub use stock::{BUILTIN, STOCK, is_builtin};
 
@@ -33,23 +34,6 @@ pub enum TemplateError {
     NotFound { name: String, search: Vec<PathBuf> },
     #[error("{0}")]
     Render(String),
-}
-
-/// Checks a template name; `Err` says what is wrong with it.
-///
-/// # Errors
-/// For empty or absolute names and names that climb out with `..`.
-pub fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.trim().is_empty() {
-        return Err("is empty");
-    }
-    if name.starts_with('/') || name.starts_with('\\') || Path::new(name).is_absolute() {
-        return Err("is an absolute path");
-    }
-    if name.split(['/', '\\']).any(|part| part == "..") {
-        return Err("climbs out of the template directory with `..`");
-    }
-    Ok(())
 }
 
 /// Where a template name resolved: the file, the search-path entry it was
@@ -477,17 +461,6 @@ pub fn static_references(source: &str) -> Vec<String> {
         rest = &after[end..];
     }
     names
-}
-
-impl crate::plugin::TemplateRenderer for Templates {
-    fn render(
-        &self,
-        name: &str,
-        context: &Value,
-        agent: Option<&AgentInfo>,
-    ) -> Result<String, String> {
-        Templates::render_for(self, name, context, agent).map_err(|e| e.to_string())
-    }
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ fn check_setting(key: &Spanned<String>, value: &Spanned<Node>, errors: &mut Vec<
         return;
     };
     if bare == "persona" {
-        match v.as_str().map(crate::template::check_name) {
+        match v.as_str().map(super::sources::check_template_name) {
             Some(Ok(())) => {}
             Some(Err(why)) => errors.push(Diagnostic::new(
                 format!("template name `{}` {why}", scalar_text(v)),

@@ -96,17 +96,6 @@ pub struct Agent {
     pub stages: Vec<Stage>,
 }
 
-impl Agent {
-    /// The agent as its templates see it (`agent.id`, `agent.title`, …).
-    pub fn template_info(&self) -> crate::template::AgentInfo {
-        crate::template::AgentInfo {
-            id: self.id.clone(),
-            title: self.title.clone(),
-            description: self.description.clone(),
-        }
-    }
-}
-
 /// A checked stage.
 #[derive(Debug, Clone)]
 pub struct Stage {

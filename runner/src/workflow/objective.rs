@@ -85,7 +85,7 @@ impl std::fmt::Display for Objective {
 }
 
 impl Objective {
-    /// Whether the sample named `name` (as [`crate::record::samples`] names
+    /// Whether the sample named `name` (as `record::samples` names
     /// them) counts towards this objective.
     pub fn selects(&self, name: &str) -> bool {
         if name == self.metric {

@@ -245,7 +245,7 @@ fn side(raw: &RawSide, default_label: &str, errors: &mut Vec<Diagnostic>) -> Sid
         pos: pos(s),
     };
     for t in raw.persona.iter().chain(raw.prompt.values()) {
-        if let Err(why) = crate::template::check_name(&t.value) {
+        if let Err(why) = super::sources::check_template_name(&t.value) {
             errors.push(Diagnostic::new(
                 format!("template name `{}` {why}", t.value),
                 pos(t),

@@ -6,6 +6,7 @@ use super::schema::RawSource;
 use super::{Diagnostic, Located, Pos};
 use indexmap::IndexMap;
 use serde_saphyr::Spanned;
+use std::path::Path;
 
 /// A checked source.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,4 +154,21 @@ pub fn check(
 pub fn split(reference: &str) -> Option<(&str, &str)> {
     let (source, name) = reference.split_once(':')?;
     is_name(source).then_some((source, name))
+}
+
+/// Checks a template name; `Err` says what is wrong with it.
+///
+/// # Errors
+/// For empty or absolute names and names that climb out with `..`.
+pub fn check_template_name(name: &str) -> Result<(), &'static str> {
+    if name.trim().is_empty() {
+        return Err("is empty");
+    }
+    if name.starts_with('/') || name.starts_with('\\') || Path::new(name).is_absolute() {
+        return Err("is an absolute path");
+    }
+    if name.split(['/', '\\']).any(|part| part == "..") {
+        return Err("climbs out of the template directory with `..`");
+    }
+    Ok(())
 }

@@ -439,7 +439,7 @@ fn check_grant(grant: &str, root: &str) -> Result<String, String> {
 
 /// Template names are relative to the template search path.
 fn check_template_name(name: &Spanned<String>, errors: &mut Vec<Diagnostic>) {
-    if let Err(why) = crate::template::check_name(&name.value) {
+    if let Err(why) = super::sources::check_template_name(&name.value) {
         errors.push(
             Diagnostic::new(format!("template name `{}` {why}", name.value), pos(name)).help(
                 "name templates relative to a `templates/` directory, e.g. `prompts/analyze.md.j2`",

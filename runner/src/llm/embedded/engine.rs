@@ -2,8 +2,10 @@
 //! per model file, which decodes every call to that model together.
 //!
 //! Like llama.cpp's own server with `--parallel N`, the worker holds one
-//! context of `N × num_ctx` cells split into `N` sequences; each call in
-//! flight is one sequence, and every step decodes one batch holding the
+//! context of `N × num_ctx` cells split into `N` sequences (`num_ctx` the
+//! largest among the calls waiting when it is made; a call with a smaller
+//! one keeps to its own within its sequence); each call in flight is one
+//! sequence, and every step decodes one batch holding the
 //! next token of each generating call plus prompt tokens of calls still
 //! reading theirs. On a CPU a batch of a few tokens costs little more than
 //! one (the weights are read once per step), so concurrent calls share the
@@ -152,6 +154,14 @@ impl CtxKey {
             slots: opts.slots,
         }
     }
+
+    /// Whether a call wanting `want` can run in a context made with `self`:
+    /// the same threads and sequences, and cells enough. A call with a
+    /// smaller `num_ctx` runs in a larger sequence unchanged, since its
+    /// sequence cuts its prompt and budget to its own `num_ctx`.
+    fn holds(&self, want: &Self) -> bool {
+        self.n_threads == want.n_threads && self.slots == want.slots && self.n_ctx >= want.n_ctx
+    }
 }
 
 /// A model's loaded weights, its context, and the calls in flight.
@@ -212,13 +222,30 @@ impl Worker {
         // new context).
         self.pending.retain(|job| !job.tx.is_closed());
         let Some(model) = self.load() else { return };
+        // Calls that came in while the model loaded are sized in with the rest.
+        while let Ok(job) = self.jobs.try_recv() {
+            self.pending.push_back(job);
+        }
         while let Some(job) = self.pending.front() {
-            let key = CtxKey::of(&job.opts);
+            let want = CtxKey::of(&job.opts);
             let current = self.ctx.as_ref().map(|(k, _)| *k);
-            if current != Some(key) {
+            if !current.is_some_and(|k| k.holds(&want)) {
                 if !self.active.is_empty() {
                     return;
                 }
+                // Sized for the largest `num_ctx` among the calls waiting
+                // with the same threads and sequences, so that calls with
+                // different context sizes are decoded together.
+                let key = CtxKey {
+                    n_ctx: self
+                        .pending
+                        .iter()
+                        .map(|j| CtxKey::of(&j.opts))
+                        .filter(|k| k.n_threads == want.n_threads && k.slots == want.slots)
+                        .map(|k| k.n_ctx)
+                        .fold(want.n_ctx, u32::max),
+                    ..want
+                };
                 let Some(job) = self.pending.pop_front() else {
                     return;
                 };
@@ -245,7 +272,7 @@ impl Worker {
             };
             let stats = Stats {
                 load_ms: job.load_ms,
-                slots: key.slots,
+                slots: want.slots,
                 ..Stats::default()
             };
             match Sequence::start(model, job, id, stats) {

@@ -57,8 +57,8 @@ pub fn repeat_page(
     let runs = summary["runs"].as_u64().unwrap_or(0);
     let context = json!({
         "style": super::STYLE,
-        "title": format!("{title}: {runs} measured run{}", if runs == 1 { "" } else { "s" }),
-        "subtitle": format!("after {} warm-up run(s) left out; cold calls {}", summary["warmup"], if summary["include_cold"] == true { "included".to_owned() } else { format!("left out ({})", summary["cold_calls_left_out"]) }),
+        "title": format!("{title}: {}", crate::words::plural(runs, "measured run")),
+        "subtitle": format!("after {} left out; cold calls {}", crate::words::plural(summary["warmup"].as_u64().unwrap_or(0), "warm-up run"), if summary["include_cold"] == true { "included".to_owned() } else { format!("left out ({})", summary["cold_calls_left_out"]) }),
         "chart_title": "Spread of every metric",
         "chart_note": "Each dot is one sample, as a percentage of the metric's median; the bar is the mean and the line its 95 % t interval.",
         "chart_svg": chart::forest(&chart_rows, "% of the metric's median").map_err(HtmlError::Chart)?,
