@@ -724,3 +724,70 @@ fn interleaved_cells_run_round_after_round() {
             .all(|c| c["status"] == "ok" && c["runs"] == 3)
     );
 }
+
+/// Axes over the persona and the model name run: each cell's calls carry
+/// its own persona (as the system message) and its own model.
+#[test]
+fn persona_and_model_name_axes_reach_each_cells_calls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeOllama::start(FakeConfig::token_count(4));
+    let flow = write(
+        tmp.path(),
+        "axes.yaml",
+        &format!(
+            "version: 1
+name: axes
+model: {{backend: ollama, name: \"gemma3:latest\", host: \"{}\"}}
+objective: min ttft_ms p50
+matrix:
+  persona: [personas/data-collector-9000.md.j2, personas/insight-analyst.md.j2]
+  model.name: [\"gemma3:latest\", \"llama3.2:3b\"]
+agents:
+  - id: agent
+    persona: personas/data-collector-9000.md.j2
+    stages:
+      - id: ingest
+        plugin: ingest
+        read: [reports]
+      - id: analyze
+        plugin: analyze
+        prompt: prompts/analyze.md.j2
+",
+            fake.url()
+        ),
+    );
+    let out = tmp.path().join("out");
+    let (code, _, err) = sweep(tmp.path(), &flow, &out, &["--runs", "1", "--warmup", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let summary = json(&out.join("summary.json"));
+    let mut ran: Vec<(String, String)> = cells(&summary)
+        .iter()
+        .map(|c| {
+            assert_eq!(c["status"], "ok", "{c:#}");
+            (
+                c["values"]["model.name"].as_str().unwrap().to_owned(),
+                c["values"]["persona"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    ran.sort();
+    assert_eq!(ran.len(), 4, "{summary:#}");
+    let mut called: Vec<(String, String)> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/chat")
+        .map(|r| {
+            let system = r.body["messages"][0]["content"].as_str().unwrap_or_default();
+            let persona = if system.starts_with("You are DataCollector-9000") {
+                "personas/data-collector-9000.md.j2"
+            } else if system.starts_with("You are InsightAnalyst") {
+                "personas/insight-analyst.md.j2"
+            } else {
+                panic!("a system message from no persona of the axis: {system:?}")
+            };
+            (r.body["model"].as_str().unwrap().to_owned(), persona.to_owned())
+        })
+        .collect();
+    called.sort();
+    assert_eq!(called, ran, "one call per cell, with the cell's model and persona");
+}
