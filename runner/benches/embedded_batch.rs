@@ -9,7 +9,8 @@
 //! temperature 0.8 with a fixed seed. Aggregate tok/s = the round's
 //! generated tokens / the round's wall time.
 //!
-//! `cargo bench -p chimera --bench embedded_batch -- [tokens] [runs]`
+//! `cargo bench -p chimera --bench embedded_batch -- [tokens] [runs]`; set
+//! `CHIMERA_BENCH_MODEL` to measure another GGUF (a path or catalogue name).
 
 use chimera::llm::{Backend, EmbeddedBackend, Message, ModelSpec};
 use chimera::workflow::BackendKind;
@@ -123,7 +124,7 @@ fn child(n: usize, tokens: usize, runs: usize) {
     let model = ModelSpec {
         hosts: Vec::new(),
         backend: BackendKind::Embedded,
-        name: "smollm2-135m".into(),
+        name: model_name(),
         host: None,
         api_key_env: None,
         keep_alive: None,
@@ -183,7 +184,7 @@ fn raw() {
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::token::LlamaToken;
 
-    let path = chimera::llm::models::resolve("smollm2-135m")
+    let path = chimera::llm::models::resolve(&model_name())
         .expect("the model")
         .path;
     let backend = LlamaBackend::init().expect("llama.cpp");
@@ -236,4 +237,10 @@ fn raw() {
             aggregate / single
         );
     }
+}
+
+/// The model measured: `CHIMERA_BENCH_MODEL` (a catalogue name or a `.gguf`
+/// path), by default the catalogue's `smollm2-135m`.
+fn model_name() -> String {
+    std::env::var("CHIMERA_BENCH_MODEL").unwrap_or_else(|_| "smollm2-135m".to_owned())
 }

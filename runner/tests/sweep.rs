@@ -777,7 +777,9 @@ agents:
         .iter()
         .filter(|r| r.path == "/api/chat")
         .map(|r| {
-            let system = r.body["messages"][0]["content"].as_str().unwrap_or_default();
+            let system = r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default();
             let persona = if system.starts_with("You are DataCollector-9000") {
                 "personas/data-collector-9000.md.j2"
             } else if system.starts_with("You are InsightAnalyst") {
@@ -785,9 +787,15 @@ agents:
             } else {
                 panic!("a system message from no persona of the axis: {system:?}")
             };
-            (r.body["model"].as_str().unwrap().to_owned(), persona.to_owned())
+            (
+                r.body["model"].as_str().unwrap().to_owned(),
+                persona.to_owned(),
+            )
         })
         .collect();
     called.sort();
-    assert_eq!(called, ran, "one call per cell, with the cell's model and persona");
+    assert_eq!(
+        called, ran,
+        "one call per cell, with the cell's model and persona"
+    );
 }
