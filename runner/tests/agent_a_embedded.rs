@@ -5,34 +5,45 @@
 mod common;
 
 use common::{chimera, json, root, run};
+use std::path::PathBuf;
 
-#[test]
-fn agent_a_runs_on_the_embedded_model_with_real_metrics() {
-    let model = chimera::llm::models::resolve("smollm2-135m")
+/// Runs `workflow` (under `workflows/`) on the embedded default model over
+/// the sample data, with `extra` arguments; the record lands in `<tmp>/out`.
+fn run_embedded(
+    workflow: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, PathBuf, i32, String, String) {
+    chimera::llm::models::resolve("smollm2-135m")
         .unwrap_or_else(|e| panic!("{e}\nrun scripts/fetch-model first"));
-    assert!(model.path.is_file());
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
+    let out = tmp.path().join("out");
     let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
         .arg("run")
-        .arg(root().join("workflows/chimera-agent-a.yaml"))
+        .arg(root().join("workflows").join(workflow))
         .arg("--input")
         .arg(root().join("sample-data"))
         .arg("--out")
         .arg(&out)
         .args(["--backend", "embedded", "--model", "smollm2-135m"])
-        .args([
+        .args(extra));
+    (tmp, out, code, stdout, stderr)
+}
+
+#[test]
+fn agent_a_runs_on_the_embedded_model_with_real_metrics() {
+    let (_tmp, out, code, stdout, stderr) = run_embedded(
+        "chimera-agent-a.yaml",
+        &[
             "--set",
             "model.options.num_ctx=2048",
             "--set",
             "model.options.num_predict=32",
-        ])
-        .args([
             "--set",
             "model.options.temperature=0",
             "--set",
             "model.options.seed=1",
-        ]));
+        ],
+    );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("report: "), "{stdout}");
 
@@ -95,23 +106,22 @@ fn agent_a_runs_on_the_embedded_model_with_real_metrics() {
 /// model is loaded once for the whole process, not once a cell.
 #[test]
 fn the_seeds_sweep_runs_on_the_embedded_model_with_one_model_load() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sweep");
-    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(root().join("workflows/chimera-agent-a-sweep.yaml"))
-        .arg("--input")
-        .arg(root().join("sample-data"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--backend", "embedded", "--model", "smollm2-135m"])
-        .args(["--runs", "1", "--warmup", "0", "--shard", "1/6", "-q"])
-        .args([
+    let (_tmp, out, code, stdout, stderr) = run_embedded(
+        "chimera-agent-a-sweep.yaml",
+        &[
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--shard",
+            "1/6",
+            "-q",
             "--set",
             "model.options.num_predict=16",
             "--set",
             "model.options.seed=1",
-        ]));
+        ],
+    );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let summary = json(&out.join("summary.json"));
     let cells = summary["cells"].as_array().unwrap();
@@ -143,19 +153,10 @@ fn the_seeds_sweep_runs_on_the_embedded_model_with_one_model_load() {
 /// decode time is no more than the call took.
 #[test]
 fn the_multi_agent_study_shares_the_embedded_model_and_keeps_each_calls_counts() {
-    chimera::llm::models::resolve("smollm2-135m")
-        .unwrap_or_else(|e| panic!("{e}\nrun scripts/fetch-model first"));
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let (code, stdout, stderr) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(root().join("workflows/chimera-multi-agent.yaml"))
-        .arg("--input")
-        .arg(root().join("sample-data"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--backend", "embedded", "--model", "smollm2-135m"])
-        .args(["--set", "model.options.num_predict=24"]));
+    let (_tmp, out, code, stdout, stderr) = run_embedded(
+        "chimera-multi-agent.yaml",
+        &["--set", "model.options.num_predict=24"],
+    );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
 
     let metrics = json(&out.join("metrics.json"));

@@ -333,14 +333,21 @@ fn the_multi_agent_study_runs_both_agents_at_once_with_a_combined_report() {
     let fake = FakeOllama::start(
         FakeConfig::token_count(16).delays(Duration::from_millis(300), Duration::from_millis(2)),
     );
-    let (code, stdout, err) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(common::root().join("workflows/chimera-multi-agent.yaml"))
-        .arg("--input")
-        .arg(common::fixtures())
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .args(["--set", &format!("model.host={}", fake.url())]));
+    let study = |out: &str, sets: &[String]| {
+        let mut command = chimera(&tmp.path().join("cache"));
+        command
+            .arg("run")
+            .arg(common::root().join("workflows/chimera-multi-agent.yaml"))
+            .arg("--input")
+            .arg(common::fixtures())
+            .arg("--out")
+            .arg(tmp.path().join(out));
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        run(&mut command)
+    };
+    let (code, stdout, err) = study("out", &[format!("model.host={}", fake.url())]);
     assert_eq!(code, 0, "{stdout}{err}");
     let out = tmp.path().join("out");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -401,15 +408,13 @@ fn the_multi_agent_study_runs_both_agents_at_once_with_a_combined_report() {
         FakeOllama::start(FakeConfig::token_count(16)),
         FakeOllama::start(FakeConfig::token_count(16)),
     );
-    let (code, stdout, err) = run(chimera(&tmp.path().join("cache"))
-        .arg("run")
-        .arg(common::root().join("workflows/chimera-multi-agent.yaml"))
-        .arg("--input")
-        .arg(common::fixtures())
-        .arg("--out")
-        .arg(tmp.path().join("two-hosts"))
-        .args(["--set", &format!("collector:model.host={}", first.url())])
-        .args(["--set", &format!("insight:model.host={}", second.url())]));
+    let (code, stdout, err) = study(
+        "two-hosts",
+        &[
+            format!("collector:model.host={}", first.url()),
+            format!("insight:model.host={}", second.url()),
+        ],
+    );
     assert_eq!(code, 0, "{stdout}{err}");
     let options = |fake: &FakeOllama| -> Vec<serde_json::Value> {
         fake.requests()
@@ -452,18 +457,29 @@ fn pooled(dir: &Path, hosts: &str, agents: &[(&str, usize, &str)]) -> std::path:
     write(dir, "pool.yaml", &text)
 }
 
+/// One agent of `stages` LLM stages over a pool of two hosts: the first
+/// fails with `fault`, the second is healthy. Runs it; the exit code and
+/// stderr come back with the directory and both servers.
+fn failing_then_spare(
+    fault: chimera_tests::fake_ollama::Fault,
+    stages: usize,
+) -> (tempfile::TempDir, FakeOllama, FakeOllama, i32, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let failing = FakeOllama::start(FakeConfig::token_count(6).fault(fault));
+    let spare = FakeOllama::start(FakeConfig::token_count(4));
+    let flow = pooled(
+        tmp.path(),
+        &format!("[\"{}\", \"{}\"]", failing.url(), spare.url()),
+        &[("a", stages, "")],
+    );
+    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    (tmp, failing, spare, code, err)
+}
+
 #[test]
 fn a_benched_hosts_calls_go_to_the_other_host_and_a_streamed_call_stays() {
     use chimera_tests::fake_ollama::Fault;
-    let tmp = tempfile::tempdir().unwrap();
-    let down = FakeOllama::start(FakeConfig::token_count(4).fault(Fault::Status(500)));
-    let up = FakeOllama::start(FakeConfig::token_count(4));
-    let flow = pooled(
-        tmp.path(),
-        &format!("[\"{}\", \"{}\"]", down.url(), up.url()),
-        &[("a", 3, "")],
-    );
-    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    let (tmp, down, up, code, err) = failing_then_spare(Fault::Status(500), 3);
     assert_eq!(code, 0, "{err}");
     assert_eq!(chats(&down), 1, "tried once, then benched");
     assert_eq!(chats(&up), 3);
@@ -492,27 +508,11 @@ fn a_benched_hosts_calls_go_to_the_other_host_and_a_streamed_call_stays() {
     // call moves on; one that broke after streaming tokens is never moved.
     // Both are the same failure of the same kind, so only the tokens
     // already streamed tell them apart.
-    let tmp = tempfile::tempdir().unwrap();
-    let silent = FakeOllama::start(FakeConfig::token_count(6).fault(Fault::ResetAfter(0)));
-    let spare = FakeOllama::start(FakeConfig::token_count(4));
-    let flow = pooled(
-        tmp.path(),
-        &format!("[\"{}\", \"{}\"]", silent.url(), spare.url()),
-        &[("a", 1, "")],
-    );
-    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    let (_tmp, silent, spare, code, err) = failing_then_spare(Fault::ResetAfter(0), 1);
     assert_eq!(code, 0, "{err}");
     assert_eq!((chats(&silent), chats(&spare)), (1, 1));
 
-    let tmp = tempfile::tempdir().unwrap();
-    let breaks = FakeOllama::start(FakeConfig::token_count(6).fault(Fault::ResetAfter(2)));
-    let spare = FakeOllama::start(FakeConfig::token_count(4));
-    let flow = pooled(
-        tmp.path(),
-        &format!("[\"{}\", \"{}\"]", breaks.url(), spare.url()),
-        &[("a", 1, "")],
-    );
-    let (code, _, err) = run_flow(tmp.path(), &flow, &[]);
+    let (tmp, breaks, spare, code, err) = failing_then_spare(Fault::ResetAfter(2), 1);
     assert_eq!(code, 1, "{err}");
     assert_eq!(
         (chats(&breaks), chats(&spare)),
