@@ -12,8 +12,8 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Live lines at most: with many agents at once, the rest are counted on one
-/// line rather than scrolling the terminal.
+/// Live lines at most: with many agents at once, the stages beyond these
+/// are counted on one live line (their start and end still print as lines).
 pub const MAX_BARS: usize = 8;
 
 /// Per-stage streaming state.
@@ -101,7 +101,11 @@ impl Observer for Progress {
         let mut live = self.live.lock().expect("progress poisoned");
         let shown = live.values().filter(|l| l.bar.is_some()).count();
         let bar = self.multi.as_ref().filter(|_| shown < MAX_BARS).map(|m| {
-            let bar = m.add(ProgressBar::new_spinner());
+            // Above the counting line, when there is one.
+            let bar = match self.overflow.lock().expect("progress poisoned").as_ref() {
+                Some(counting) => m.insert_before(counting, ProgressBar::new_spinner()),
+                None => m.add(ProgressBar::new_spinner()),
+            };
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),

@@ -504,13 +504,15 @@ fn a_benched_hosts_calls_go_to_the_other_host_and_a_streamed_call_stays() {
     assert_eq!(usage(&up.url())["calls"], 3);
     assert!(usage(&up.url())["utilisation"].as_f64().unwrap() > 0.0);
 
-    // A stream that breaks before its first token benches its host and the
-    // call moves on; one that broke after streaming tokens is never moved.
-    // Both are the same failure of the same kind, so only the tokens
-    // already streamed tell them apart.
-    let (_tmp, silent, spare, code, err) = failing_then_spare(Fault::ResetAfter(0), 1);
+    // A stream that ends before its first token (the response head sent,
+    // then the end, no `done`) benches its host and the call moves on; one
+    // that broke after streaming tokens is never moved. Both fail as an
+    // incomplete stream, so only the tokens already streamed tell them apart.
+    let (tmp, cut, spare, code, err) = failing_then_spare(Fault::CutAfter(0), 1);
     assert_eq!(code, 0, "{err}");
-    assert_eq!((chats(&silent), chats(&spare)), (1, 1));
+    assert_eq!((chats(&cut), chats(&spare)), (1, 1));
+    let metrics = json(&tmp.path().join("out/metrics.json"));
+    assert_eq!(metrics["calls"][0]["hosts_left"][0], cut.url());
 
     let (tmp, breaks, spare, code, err) = failing_then_spare(Fault::ResetAfter(2), 1);
     assert_eq!(code, 1, "{err}");

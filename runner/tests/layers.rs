@@ -47,8 +47,53 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// The first path segments after `crate::`: one (`crate::llm::…`), or each
+/// item of a group (`crate::{llm::Backend, record}`).
+fn named_after(rest: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(group) = rest.strip_prefix('{') else {
+        return Some(ident(rest))
+            .filter(|i| !i.is_empty())
+            .into_iter()
+            .collect();
+    };
+    let (mut depth, mut items, mut start) = (0, Vec::new(), 0);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(ident(&group[start..i]));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(ident(&group[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.retain(|i| !i.is_empty());
+    items
+}
+
+#[test]
+fn a_grouped_import_names_each_module_in_it() {
+    assert_eq!(named_after("llm::Backend;"), ["llm"]);
+    assert_eq!(
+        named_after("{llm::{Backend, Message}, record,\n  words::plural};"),
+        ["llm", "record", "words"]
+    );
+}
+
 /// Every `crate::<module>` a top-level module names, with the first file
-/// that names it.
+/// that names it. (`super::` stays inside a top-level module: within
+/// `runner/src` no top-level module reaches another through it.)
 fn imports() -> BTreeMap<(String, String), String> {
     let src = common::root().join("runner/src");
     let mut edges = BTreeMap::new();
@@ -67,16 +112,14 @@ fn imports() -> BTreeMap<(String, String), String> {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             for (at, _) in text.match_indices("crate::") {
-                let used: String = text[at + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let is_module =
-                    src.join(&used).is_dir() || src.join(format!("{used}.rs")).is_file();
-                if used != name && is_module {
-                    edges
-                        .entry((name.clone(), used))
-                        .or_insert_with(|| file.strip_prefix(&src).unwrap().display().to_string());
+                for used in named_after(&text[at + "crate::".len()..]) {
+                    let is_module =
+                        src.join(&used).is_dir() || src.join(format!("{used}.rs")).is_file();
+                    if used != name && is_module {
+                        edges.entry((name.clone(), used)).or_insert_with(|| {
+                            file.strip_prefix(&src).unwrap().display().to_string()
+                        });
+                    }
                 }
             }
         }

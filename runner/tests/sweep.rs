@@ -102,7 +102,8 @@ fn option(cell: &Value, name: &str) -> f64 {
 }
 
 /// The `q` quantile of samples, interpolated linearly between the two
-/// nearest ranks (type 7), computed here independently of chimera.
+/// nearest ranks (type 7, as the summaries document), written out here
+/// rather than called from chimera.
 fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let h = (v.len() - 1) as f64 * q;
@@ -235,11 +236,10 @@ fn three_shards_merged_rank_the_cells_the_fake_makes_fastest_from_raw_samples() 
             (measured_tok_s - tok_s).abs() / tok_s < 0.01,
             "{key}: {measured_tok_s} tok/s, by hand {tok_s}"
         );
-        // Distinct configured TTFTs lie 30 ms apart (41, 71, 101 ms); a
-        // request's own overhead is a few ms, more on a machine busy
-        // compiling, and 25 ms still tells every level from the next.
+        // A request's own overhead is a few ms, more on a machine busy
+        // compiling; the ranking below tells the levels apart.
         assert!(
-            p50 >= ttft - 1.0 && p50 <= ttft + 25.0,
+            p50 >= ttft - 1.0 && p50 <= ttft * 1.3 + 10.0,
             "{key}: TTFT p50 {p50} ms, by hand {ttft} ms"
         );
     }

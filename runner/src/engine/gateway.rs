@@ -130,7 +130,7 @@ impl StageGateway {
                                 | LlmErrorKind::Connect
                                 | LlmErrorKind::ServerError
                                 | LlmErrorKind::RateLimited
-                                | LlmErrorKind::Http(502..=504)
+                                | LlmErrorKind::Http(429 | 500..=599)
                                 | LlmErrorKind::IncompleteStream
                                 | LlmErrorKind::Stalled
                         )

@@ -198,7 +198,13 @@ pub fn write(dir: &RunDir, metrics: &mut RunMetrics, calls: &[CallEntry]) -> std
             "report": file,
             "metrics": super::report::aggregate(&own),
         }));
-        let text = std::fs::read_to_string(dir.path().join(file))?;
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot read back {}: {e}", path.display()),
+            )
+        })?;
         reports.push((agent.to_owned(), text));
     }
     let md = combined(&metrics.workflow, &reports, &analysis);

@@ -156,11 +156,17 @@ impl CtxKey {
     }
 
     /// Whether a call wanting `want` can run in a context made with `self`:
-    /// the same threads and sequences, and cells enough. A call with a
-    /// smaller `num_ctx` runs in a larger sequence unchanged, since its
+    /// the same threads, batch and sequences, and cells enough. A call with
+    /// a smaller `num_ctx` runs in a larger sequence unchanged, since its
     /// sequence cuts its prompt and budget to its own `num_ctx`.
     fn holds(&self, want: &Self) -> bool {
-        self.n_threads == want.n_threads && self.slots == want.slots && self.n_ctx >= want.n_ctx
+        self.same_but_cells(want) && self.n_ctx >= want.n_ctx
+    }
+
+    fn same_but_cells(&self, other: &Self) -> bool {
+        self.n_threads == other.n_threads
+            && self.slots == other.slots
+            && self.n_batch == other.n_batch
     }
 }
 
@@ -222,7 +228,8 @@ impl Worker {
         // new context).
         self.pending.retain(|job| !job.tx.is_closed());
         let Some(model) = self.load() else { return };
-        // Calls that came in while the model loaded are sized in with the rest.
+        // Calls that came in while the model loaded are sized in with the
+        // rest when the context is made.
         while let Ok(job) = self.jobs.try_recv() {
             self.pending.push_back(job);
         }
@@ -234,14 +241,14 @@ impl Worker {
                     return;
                 }
                 // Sized for the largest `num_ctx` among the calls waiting
-                // with the same threads and sequences, so that calls with
+                // with the same other settings, so that calls with
                 // different context sizes are decoded together.
                 let key = CtxKey {
                     n_ctx: self
                         .pending
                         .iter()
                         .map(|j| CtxKey::of(&j.opts))
-                        .filter(|k| k.n_threads == want.n_threads && k.slots == want.slots)
+                        .filter(|k| k.same_but_cells(&want))
                         .map(|k| k.n_ctx)
                         .fold(want.n_ctx, u32::max),
                     ..want
@@ -252,8 +259,19 @@ impl Worker {
                 // Free the old KV cache before the next is allocated.
                 self.ctx = None;
                 self.batch = None;
-                match new_context(model, key, &job) {
-                    Ok(ctx) => {
+                // When the larger context does not fit in memory, the call
+                // in front still gets one of its own size.
+                let made = new_context(model, key, &job)
+                    .map(|ctx| (key, ctx))
+                    .or_else(|e| {
+                        if key.n_ctx > want.n_ctx {
+                            new_context(model, want, &job).map(|ctx| (want, ctx))
+                        } else {
+                            Err(e)
+                        }
+                    });
+                match made {
+                    Ok((key, ctx)) => {
                         self.ctx = Some((key, ctx));
                         self.batch = Some(LlamaBatch::new(key.n_batch as usize, 1));
                         self.free = (0..key.slots as i32).rev().collect();

@@ -58,7 +58,7 @@ pub fn repeat_page(
     let context = json!({
         "style": super::STYLE,
         "title": format!("{title}: {}", crate::words::plural(runs, "measured run")),
-        "subtitle": format!("after {} left out; cold calls {}", crate::words::plural(summary["warmup"].as_u64().unwrap_or(0), "warm-up run"), if summary["include_cold"] == true { "included".to_owned() } else { format!("left out ({})", summary["cold_calls_left_out"]) }),
+        "subtitle": format!("after {} left out; cold calls {}", summary["warmup"].as_u64().map_or_else(|| "n/a warm-up runs".to_owned(), |n| crate::words::plural(n, "warm-up run")), if summary["include_cold"] == true { "included".to_owned() } else { format!("left out ({})", summary["cold_calls_left_out"]) }),
         "chart_title": "Spread of every metric",
         "chart_note": "Each dot is one sample, as a percentage of the metric's median; the bar is the mean and the line its 95 % t interval.",
         "chart_svg": chart::forest(&chart_rows, "% of the metric's median").map_err(HtmlError::Chart)?,
