@@ -17,7 +17,7 @@ use super::tags;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The index's file name in the runs directory (with SQLite's `-wal` and
 /// `-shm` beside it while in use).
@@ -127,6 +127,32 @@ fn begin<'c>(
         .map_err(sqlite_at(path))
 }
 
+/// Whether `e` is another connection's lock that SQLite did not wait for:
+/// its busy timeout covers transactions, but not the switch of a new file
+/// to WAL, nor a reader meeting a closing connection's clean-up.
+fn locked(e: &IndexError) -> bool {
+    matches!(
+        e,
+        IndexError::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. }
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `f` again while it fails on a lock, for up to the busy timeout.
+fn patiently<T>(mut f: impl FnMut() -> Result<T, IndexError>) -> Result<T, IndexError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match f() {
+            Err(e) if locked(&e) && Instant::now() + pause < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Index {
     /// Opens (or creates) the index of `root` and brings it up to date with
     /// the directories. An index that is damaged is deleted and rebuilt;
@@ -136,10 +162,12 @@ impl Index {
     /// When the directory cannot be read, or the index cannot be opened or
     /// written even after a rebuild.
     pub fn open_synced(root: &Path) -> Result<(Self, Synced, Option<String>), IndexError> {
-        let attempt = || -> Result<(Self, Synced, Option<String>), IndexError> {
-            let (mut index, rebuilt) = Self::open(root)?;
-            let synced = index.sync()?;
-            Ok((index, synced, rebuilt))
+        let attempt = || {
+            patiently(|| -> Result<(Self, Synced, Option<String>), IndexError> {
+                let (mut index, rebuilt) = Self::open_once(root)?;
+                let synced = index.sync()?;
+                Ok((index, synced, rebuilt))
+            })
         };
         match attempt() {
             Err(IndexError::Sqlite { source, .. }) if damaged(&source) => {
@@ -158,6 +186,10 @@ impl Index {
     /// # Errors
     /// When the index cannot be opened or created.
     pub fn open(root: &Path) -> Result<(Self, Option<String>), IndexError> {
+        patiently(|| Self::open_once(root))
+    }
+
+    fn open_once(root: &Path) -> Result<(Self, Option<String>), IndexError> {
         match Self::try_open(root) {
             Err(IndexError::Sqlite { source, .. }) if damaged(&source) => {
                 Self::remove(root);
@@ -192,8 +224,24 @@ impl Index {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&sqlite)?;
         // WAL: readers never wait for a writer; NORMAL sync is safe with WAL
         // (a power cut can lose the last commits, which a rebuild restores).
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // WAL is kept in the file: only the process that creates the index
+        // switches it, so the others do not contend for the lock it takes.
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .map_err(&sqlite)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // A switch that cannot take its lock may answer with the old
+            // mode instead of an error: that is a lock too, and waited out.
+            let now: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .map_err(&sqlite)?;
+            if !now.eq_ignore_ascii_case("wal") {
+                return Err(sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some(format!("the index stayed in journal mode `{now}`, not WAL")),
+                )));
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&sqlite)?;
         let version: i64 = conn
@@ -458,5 +506,28 @@ mod tests {
         assert_eq!(index.get("r1").unwrap().unwrap().status, "ok");
         upsert(&index.conn, &entry("failed"), 30).unwrap();
         assert_eq!(index.get("r1").unwrap().unwrap().status, "failed");
+    }
+
+    /// Processes that find no index create it at once (a sweep's shards
+    /// ending together); SQLite's switch to WAL does not wait for a lock,
+    /// so each must wait its turn rather than fail.
+    #[test]
+    fn openers_racing_to_create_the_index_all_get_it() {
+        for _ in 0..30 {
+            let root = tempfile::tempdir().unwrap();
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (start, root) = (std::sync::Arc::clone(&start), root.path().to_path_buf());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Index::open_synced(&root).map(|_| ())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+        }
     }
 }
