@@ -138,16 +138,18 @@ impl Observer for Progress {
         state.pieces += 1;
         if let Some(bar) = &state.bar {
             let secs = now.duration_since(first).as_secs_f64();
+            let streamed = crate::words::plural(state.pieces, "token");
+            // The rate counts the tokens after the first over the time since
+            // it; with one token there is no rate yet (0 tok/s would be false).
             #[allow(clippy::cast_precision_loss)]
-            let rate = if secs > 0.0 {
-                state.pieces as f64 / secs
+            bar.set_message(if state.pieces > 1 && secs > 0.0 {
+                format!(
+                    "{streamed} streamed, {:.1} tok/s",
+                    (state.pieces - 1) as f64 / secs
+                )
             } else {
-                0.0
-            };
-            bar.set_message(format!(
-                "{} streamed, {rate:.1} tok/s",
-                crate::words::plural(state.pieces, "token")
-            ));
+                format!("{streamed} streamed")
+            });
         }
     }
 

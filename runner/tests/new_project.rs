@@ -67,12 +67,20 @@ fn a_new_project_builds_validates_and_runs_as_written() {
     assert!(stderr.contains("is not empty"), "{stderr}");
 
     let workflow = project.join("workflows/proj.yaml");
-    // Before the plugin is built, the error lists where it was looked for.
+    // Before the plugin is built, the error lists where it was looked for
+    // and how to build the crate it found there.
     let (code, _, stderr) = run(chimera(&cache).arg("validate").arg(&workflow));
     assert_eq!(code, 2, "{stderr}");
     let root_plugins = project.canonicalize().unwrap().join("plugins");
     assert!(
         stderr.contains(&root_plugins.display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "--manifest-path {}",
+            root_plugins.join("hello/Cargo.toml").display()
+        )),
         "{stderr}"
     );
 

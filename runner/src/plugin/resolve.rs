@@ -90,6 +90,9 @@ pub enum ResolveError {
         suggestion: Option<String>,
         /// The directories searched, in order.
         searched: Vec<PathBuf>,
+        /// A crate `<dir>/<name>/` on the search path: the plugin's source,
+        /// not built (or not copied) yet.
+        unbuilt: Option<PathBuf>,
     },
 }
 
@@ -106,13 +109,31 @@ impl ResolveError {
             Self::UnknownSource { .. } => {
                 "declare it under `sources:` (`dir:` or `git:` with `rev:`), or drop the `<source>:` prefix to use the search path".into()
             }
-            Self::Unknown { name, searched, .. } => {
+            Self::Unknown {
+                name,
+                searched,
+                unbuilt,
+                ..
+            } => {
                 let mut help = format!("`{name}.wasm` was looked for in, in order:");
                 for dir in searched {
                     help.push_str(&format!("\n          {}", dir.display()));
                 }
                 help.push_str("\n          the built-in plugins");
                 help.push_str("\n        put it in one of those directories or in one on `CHIMERA_PLUGIN_PATH`; `chimera plugins --workflow <file>` lists what it finds");
+                if let Some(krate) = unbuilt {
+                    let dir = krate.parent().unwrap_or(krate);
+                    help.push_str(&format!(
+                        "\n        `{}` is the plugin's crate, not built yet: `cargo build --release --target wasm32-wasip2 --manifest-path {}`, then copy `{}` to `{}`",
+                        krate.display(),
+                        krate.join("Cargo.toml").display(),
+                        krate
+                            .join("target/wasm32-wasip2/release")
+                            .join(format!("{}.wasm", name.replace('-', "_")))
+                            .display(),
+                        dir.join(format!("{name}.wasm")).display(),
+                    ));
+                }
                 help
             }
         }
@@ -220,6 +241,11 @@ impl Resolver {
             suggestion: crate::suggest::nearest(reference, names.iter().map(String::as_str))
                 .map(str::to_owned),
             searched: self.search_path.clone(),
+            unbuilt: self
+                .search_path
+                .iter()
+                .map(|dir| dir.join(reference))
+                .find(|krate| krate.join("Cargo.toml").is_file()),
         })
     }
 
@@ -277,6 +303,28 @@ mod tests {
             "{help}"
         );
         assert!(help.contains("`missing.wasm`"), "{help}");
+        assert!(!help.contains("not built"), "{help}");
+
+        std::fs::create_dir_all(project.join("plugins/my-plugin")).unwrap();
+        std::fs::write(project.join("plugins/my-plugin/Cargo.toml"), b"").unwrap();
+        let help = resolver
+            .resolve("my-plugin", &workflows)
+            .unwrap_err()
+            .help();
+        let krate = project.join("plugins/my-plugin");
+        assert!(
+            help.contains(&format!(
+                "--manifest-path {}",
+                krate.join("Cargo.toml").display()
+            )) && help.contains(&format!(
+                "copy `{}` to `{}`",
+                krate
+                    .join("target/wasm32-wasip2/release/my_plugin.wasm")
+                    .display(),
+                project.join("plugins/my-plugin.wasm").display()
+            )),
+            "{help}"
+        );
     }
 
     #[test]
