@@ -182,16 +182,12 @@ impl ComponentCache {
         component: &Component,
     ) -> anyhow::Result<()> {
         let body = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let dir = path
-            .parent()
-            .ok_or_else(|| anyhow::anyhow!("cache path has no parent"))?;
-        std::fs::create_dir_all(dir)?;
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        file.write_all(MAGIC)?;
-        file.write_all(key)?;
-        file.write_all(&Self::seal(secret, key, &body))?;
-        file.write_all(&body)?;
-        file.persist(path)?;
+        let seal = Self::seal(secret, key, &body);
+        let mut bytes = Vec::with_capacity(MAGIC.len() + key.len() + seal.len() + body.len());
+        for part in [MAGIC, key.as_slice(), seal.as_slice(), body.as_slice()] {
+            bytes.extend_from_slice(part);
+        }
+        crate::files::write_atomically(path, &bytes)?;
         Ok(())
     }
 }

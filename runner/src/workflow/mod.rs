@@ -13,6 +13,7 @@ pub mod plan;
 mod schema;
 pub mod sources;
 mod validate;
+mod yaml;
 
 pub use diagnostic::{Diagnostic, FileErrors, Pos};
 pub use overrides::{OverrideError, Overrides};
@@ -222,7 +223,7 @@ impl Workflow {
     /// # Errors
     /// Every problem found, in file order.
     pub fn from_source(path: &Path, source: &str) -> Result<Self, Vec<Diagnostic>> {
-        let raw = validate::parse(source)?;
+        let raw = yaml::parse(source)?;
         let dir = path
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
